@@ -1,0 +1,144 @@
+"""Versioned events: what stream-guard tells the world about each stream.
+
+Every event is a small dataclass with a ``type`` and serialises to one JSON object (``to_dict`` / ``to_json``)
+carrying ``"v": EVENT_VERSION``. The JSON Schema that integrators validate against ships in the package
+(``stream_guard/schemas/events.schema.json``); ``tests/test_events_schema.py`` keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+EVENT_VERSION = 1
+
+Verdict = Literal["real", "synthetic", "uncertain"]
+AbstainReason = Literal["no_speech", "too_short", "clipped", "low_quality", "warming_up"]
+
+
+def _finite(value: float | None) -> float | None:
+    if value is None:
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+@dataclass
+class Event:
+    """Base of all events. ``stream`` is the stream id; ``t`` the stream time (s) the event refers to."""
+
+    stream: str
+
+    type: str = field(init=False, default="event")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["type"] = self.type
+        data["v"] = EVENT_VERSION
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False)
+
+
+@dataclass
+class ScoreEvent(Event):
+    """One scored window.
+
+    ``score`` is the model's raw score, ``probability`` its calibrated probability of being synthetic,
+    ``smoothed`` the stream's smoothed probability that drives the verdict. ``low_confidence`` marks windows shorter
+    than the bundle's window (the first scores of a stream). ``latency_ms`` runs from the moment the window's last
+    sample was accepted to the moment its score was ready.
+    """
+
+    window_index: int = 0
+    start_s: float = 0.0
+    end_s: float = 0.0
+    score: float = 0.0
+    probability: float = 0.0
+    smoothed: float = 0.0
+    verdict: Verdict = "uncertain"
+    reasons: list[str] = field(default_factory=list)
+    low_confidence: bool = False
+    latency_ms: float = 0.0
+    model: str = ""
+
+    type: str = field(init=False, default="score")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        for key in ("score", "probability", "smoothed", "latency_ms"):
+            data[key] = _finite(data[key])
+        return data
+
+
+@dataclass
+class MapEvent(Event):
+    """New columns of the stream's rolling anomaly map.
+
+    ``columns`` is ``[freq][n_new]`` (rows follow ``freq_hz``; a time-only model sends one row and an empty
+    ``freq_hz``); the first new column starts at ``start_s`` and each spans ``frame_step_s``. Columns are sent once,
+    when no later window can change them any more.
+    """
+
+    start_s: float = 0.0
+    frame_step_s: float = 0.0
+    freq_hz: list[float] = field(default_factory=list)
+    columns: list[list[float]] = field(default_factory=list)
+
+    type: str = field(init=False, default="map")
+
+
+@dataclass
+class AlertEvent(Event):
+    """The stream's alert state changed: ``state`` is ``raised`` (synthetic speech detected) or ``cleared``."""
+
+    state: Literal["raised", "cleared"] = "raised"
+    at_s: float = 0.0
+    probability: float = 0.0
+    reason: str = ""
+
+    type: str = field(init=False, default="alert")
+
+
+@dataclass
+class SummaryEvent(Event):
+    """The last event of every stream: what stream-guard concluded about all of it."""
+
+    verdict: Verdict = "uncertain"
+    score: float | None = None
+    probability: float | None = None
+    duration_s: float = 0.0
+    windows: int = 0
+    windows_dropped: int = 0
+    synthetic_fraction: float = 0.0
+    alerts: int = 0
+    reasons: list[str] = field(default_factory=list)
+    max_score: float | None = None
+    model: str = ""
+    threshold: float | None = None
+
+    type: str = field(init=False, default="summary")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        for key in ("score", "probability", "max_score", "threshold"):
+            data[key] = _finite(data[key])
+        return data
+
+
+@dataclass
+class ErrorEvent(Event):
+    """Something went wrong with one stream; ``fatal`` says whether the stream was closed because of it."""
+
+    code: str = "error"
+    message: str = ""
+    fatal: bool = False
+
+    type: str = field(init=False, default="error")
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.type: cls for cls in (ScoreEvent, MapEvent, AlertEvent, SummaryEvent, ErrorEvent)  # type: ignore[misc]
+}
