@@ -1,0 +1,155 @@
+"""Pieces every subcommand shares: exit codes, user errors, model options, consoles.
+
+A *user error* (bad path, model file that is not a bundle, no microphone) is reported as one line on stderr
+naming the file or device, never as a traceback; a bug still shows its traceback so it can be reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+EXIT_OK = 0
+EXIT_INPUT_FAILED = 1  # the command ran, but at least one input (file, stream) failed
+EXIT_USAGE = 2  # nothing useful could run: bad arguments, unusable model, missing device
+EXIT_INTERRUPTED = 130
+
+PROVIDERS = ("auto", "cpu", "cuda", "tensorrt")
+
+
+class UserError(Exception):
+    """An error caused by the user's input; ``main`` prints its message (naming the culprit) and exits."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def stderr_console() -> Any:
+    """A rich console on stderr, so stdout stays clean for ``--jsonl -``."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def print_error(message: str) -> None:
+    """Print ``stream-guard: error: MESSAGE`` on stderr (plain text when stderr is not a terminal)."""
+    from rich.markup import escape
+
+    stderr_console().print(f"[bold red]stream-guard: error:[/] {escape(message)}", soft_wrap=True)
+
+
+def print_warning(message: str) -> None:
+    from rich.markup import escape
+
+    stderr_console().print(f"[yellow]stream-guard: warning:[/] {escape(message)}", soft_wrap=True)
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def add_model_options(parser: argparse.ArgumentParser, *, hop: bool = True) -> None:
+    """``--model``, ``--provider``, ``--threads`` (and ``--hop``): how to load and run the detector."""
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        metavar="BUNDLE",
+        default=None,
+        help="path of a stream-guard ONNX bundle (default: the model embedded in the package)",
+    )
+    group.add_argument(
+        "--provider",
+        choices=PROVIDERS,
+        default="auto",
+        help="onnxruntime execution provider; 'auto' uses CUDA when a GPU is usable, else the CPU",
+    )
+    group.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="CPU threads per inference call (default: onnxruntime's choice)",
+    )
+    if hop:
+        group.add_argument(
+            "--hop",
+            type=positive_float,
+            default=None,
+            metavar="SECONDS",
+            help="time between consecutive windows (default: the bundle's recommended hop)",
+        )
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model options of a parsed command line."""
+
+    model: str | None
+    provider: str
+    threads: int | None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ModelChoice:
+        return cls(model=args.model, provider=args.provider, threads=args.threads)
+
+
+def load_backend(choice: ModelChoice) -> Any:
+    """Open the onnxruntime backend for the chosen bundle; bundle problems become a :class:`UserError`."""
+    from stream_guard.backends import OnnxRuntimeBackend
+    from stream_guard.bundle import BundleError, resolve_bundle_path
+
+    try:
+        path = resolve_bundle_path(choice.model)
+        return OnnxRuntimeBackend(path, providers=choice.provider, threads=choice.threads)
+    except BundleError as exc:
+        if choice.model is None:
+            raise UserError(
+                f"{exc} (the embedded default model is missing from this installation; pass --model BUNDLE)"
+            ) from None
+        raise UserError(str(exc)) from None
+    except (RuntimeError, ValueError) as exc:  # e.g. a provider that is not available on this machine
+        raise UserError(f"{choice.model or 'default model'}: {exc}") from None
+
+
+def open_output(path: str) -> Any:
+    """Open a text output given on the command line; ``-`` is stdout. Errors name the path."""
+    if path == "-":
+        return sys.stdout
+    target = Path(path).expanduser()
+    try:
+        if target.parent and not target.parent.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+        return open(target, "w", encoding="utf-8")  # noqa: SIM115 - the caller owns and closes it
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def cpu_count() -> int:
+    """CPUs this process may use (the affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1

@@ -1,0 +1,200 @@
+"""Human views on a terminal (rich): the scan summary table and the live ``listen`` view.
+
+Both are sinks: they are fed events and render; they never touch audio or the engine. The live view keeps a
+bounded history (the last ``history`` scores and map columns), so an all-day session uses constant memory.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from stream_guard.events import AlertEvent, ErrorEvent, Event, MapEvent, ScoreEvent, SummaryEvent
+
+VERDICT_STYLE = {"real": "bold green", "synthetic": "bold red", "uncertain": "bold yellow"}
+_SPARK = " ▁▂▃▄▅▆▇█"
+_STRIP_STYLES = ("grey15", "grey35", "dark_orange3", "orange1", "red1", "bright_red")
+
+
+def verdict_text(verdict: str) -> Text:
+    return Text(verdict, style=VERDICT_STYLE.get(verdict, "bold"))
+
+
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+@dataclass
+class FileOutcome:
+    """One row of the scan summary: a file's summary event, or the error that stopped it."""
+
+    name: str
+    summary: SummaryEvent | None = None
+    error: str | None = None
+    duration_s: float = 0.0
+
+
+def scan_summary_table(outcomes: Sequence[FileOutcome], model: str) -> Table:
+    """The table ``scan`` prints at the end: one row per file, failures included with their reason."""
+    table = Table(title=f"stream-guard scan  (model: {model})", title_justify="left", expand=False)
+    table.add_column("file", overflow="fold")
+    table.add_column("verdict")
+    table.add_column("P(synth)", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("max score", justify="right")
+    table.add_column("synth. windows", justify="right")
+    table.add_column("duration", justify="right")
+    table.add_column("notes", overflow="fold")
+    for item in outcomes:
+        if item.summary is None:
+            table.add_row(
+                item.name,
+                Text("failed", style="bold magenta"),
+                "",
+                "",
+                "",
+                "",
+                "",
+                Text(item.error or "", style="magenta"),
+            )
+            continue
+        s = item.summary
+        notes = ", ".join(s.reasons)
+        if s.windows_dropped:
+            notes = ", ".join(filter(None, [notes, f"{s.windows_dropped} windows dropped"]))
+        if s.alerts:
+            notes = ", ".join(filter(None, [notes, f"{s.alerts} alert(s)"]))
+        table.add_row(
+            item.name,
+            verdict_text(s.verdict),
+            _fmt(s.probability),
+            _fmt(s.score),
+            _fmt(s.max_score),
+            f"{100.0 * s.synthetic_fraction:.0f}% of {s.windows}",
+            f"{s.duration_s:.1f} s",
+            notes,
+        )
+    return table
+
+
+def sparkline(values: Sequence[float], width: int) -> str:
+    """Values in [0, 1] as a one-line bar chart of the last ``width`` values."""
+    tail = list(values)[-width:]
+    chars = [_SPARK[min(len(_SPARK) - 1, max(0, int(round(v * (len(_SPARK) - 1)))))] for v in tail]
+    return "".join(chars).rjust(width)
+
+
+@dataclass
+class LiveView:
+    """State of the live ``listen`` screen, updated from events; :meth:`render` draws it.
+
+    The anomaly strip shows the newest map columns pooled into ``strip_rows`` frequency bands (low frequencies
+    at the bottom), each cell coloured by how anomalous it is relative to the running 99th percentile.
+    """
+
+    source: str
+    model: str
+    threshold_probability: float = 0.5
+    history: int = 60
+    strip_rows: int = 6
+    strip_width: int = 60
+    probabilities: deque[float] = field(default_factory=lambda: deque(maxlen=240))
+    strip: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=240))
+    verdict: str = "uncertain"
+    reasons: list[str] = field(default_factory=list)
+    alert_raised: bool = False
+    alerts: int = 0
+    last_probability: float | None = None
+    last_latency_ms: float | None = None
+    stream_time_s: float = 0.0
+    windows: int = 0
+    errors: list[str] = field(default_factory=list)
+    status: str = ""
+    _scale: float = 1e-9
+
+    def write(self, event: Event) -> None:
+        if isinstance(event, ScoreEvent):
+            self.windows += 1
+            self.probabilities.append(event.smoothed)
+            self.last_probability = event.probability
+            self.last_latency_ms = event.latency_ms
+            self.verdict = event.verdict
+            self.reasons = list(event.reasons)
+            self.stream_time_s = max(self.stream_time_s, event.end_s)
+        elif isinstance(event, MapEvent) and event.columns:
+            cols = np.asarray(event.columns, dtype=np.float32)
+            if cols.ndim == 1:
+                cols = cols[None, :]
+            bands = np.array_split(np.arange(cols.shape[0]), min(self.strip_rows, cols.shape[0]))
+            pooled = np.stack([cols[b].mean(axis=0) for b in bands])  # [rows, n_new]
+            self._scale = max(self._scale * 0.995, float(np.percentile(pooled, 99)))
+            for j in range(pooled.shape[1]):
+                self.strip.append(pooled[:, j])
+        elif isinstance(event, AlertEvent):
+            self.alert_raised = event.state == "raised"
+            if self.alert_raised:
+                self.alerts += 1
+        elif isinstance(event, ErrorEvent):
+            self.errors.append(event.message)
+        elif isinstance(event, SummaryEvent):
+            self.verdict = event.verdict
+
+    def _strip(self) -> Text:
+        text = Text()
+        cols = list(self.strip)[-self.strip_width :]
+        if not cols:
+            return Text("(waiting for the first window)", style="dim")
+        rows = len(cols[0])
+        for r in reversed(range(rows)):
+            for col in cols:
+                level = float(col[r]) / self._scale if self._scale > 0 else 0.0
+                idx = min(len(_STRIP_STYLES) - 1, max(0, int(level * (len(_STRIP_STYLES) - 1))))
+                text.append("█", style=_STRIP_STYLES[idx])
+            text.append("\n")
+        text.rstrip()
+        return text
+
+    def render(self) -> RenderableType:
+        head = Table.grid(padding=(0, 2))
+        head.add_row(
+            Text("verdict ", style="bold") + verdict_text(self.verdict),
+            Text("P(synthetic) ", style="bold") + Text(_fmt(self.last_probability, ".2f")),
+            Text("alert ", style="bold")
+            + (
+                Text("RAISED", style="bold white on red")
+                if self.alert_raised
+                else Text("clear", style="green")
+            ),
+            Text(
+                f"{self.stream_time_s:7.1f} s  {self.windows} windows  "
+                f"latency {_fmt(self.last_latency_ms, '.0f')} ms",
+                style="dim",
+            ),
+        )
+        spark = Text(sparkline(self.probabilities, self.history), style="red")
+        parts: list[RenderableType] = [
+            head,
+            Text("smoothed P(synthetic), newest right:", style="dim"),
+            spark,
+            Text("anomaly strip (high frequencies on top):", style="dim"),
+            self._strip(),
+        ]
+        if self.reasons:
+            parts.append(Text("abstaining: " + ", ".join(self.reasons), style="yellow"))
+        if self.errors:
+            parts.append(Text(self.errors[-1], style="magenta"))
+        if self.status:
+            parts.append(Text(self.status, style="dim"))
+        return Panel(
+            Group(*parts),
+            title=f"stream-guard listen: {self.source}",
+            subtitle=f"model {self.model}",
+            title_align="left",
+        )
