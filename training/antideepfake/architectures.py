@@ -2,8 +2,8 @@
 
 AntiDeepfake (Ge, Wang, Liu, Yamagishi, ASRU 2025) builds each detector from a *randomly initialised* fairseq
 model whose hyper-parameters live in its ``models/W2V_configs.py`` / ``models/HBT_configs.py``; the released
-checkpoint then supplies every weight. Reproducing the architecture exactly is therefore the whole job: a wrong
-feature-extractor variant loads nothing (different keys) or, worse, loads and computes something else.
+checkpoint then supplies every weight. Reproducing the architecture exactly is therefore the whole job: a
+wrong feature-extractor variant loads nothing (different keys) or, worse, loads and computes something else.
 
 The fields below are the fairseq settings that decide tensor names and shapes (the released configs leave
 anything not listed at fairseq's defaults):
@@ -11,11 +11,12 @@ anything not listed at fairseq's defaults):
 * ``w2v_small`` is the wav2vec 2.0 *base* layout: a group-normalised first conv layer, convs without bias,
   post-layer-norm transformer (``layer_norm_first=False``).
 * every other model uses the "layer_norm" feature extractor (a LayerNorm after every conv) and pre-layer-norm
-  transformer blocks (``layer_norm_first=True``, "stable layer norm" in transformers); wav2vec 2.0 models add a
-  bias to each conv, HuBERT-XL does not.
+  transformer blocks (``layer_norm_first=True``, "stable layer norm" in transformers); wav2vec 2.0 models add
+  a bias to each conv, HuBERT-XL does not.
 
 Each :class:`ArchSpec` also knows the pretraining-only tensors that a released checkpoint carries (quantiser,
-``project_q``, ``final_proj``, HuBERT's label embeddings), so the checkpoint loader can account for every tensor.
+``project_q``, ``final_proj``, HuBERT's label embeddings), so the checkpoint loader can account for every
+tensor.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class ArchSpec:
 
     @property
     def vq_dim(self) -> int:
-        """Codebook vector size of the wav2vec 2.0 quantiser (fairseq: ``latent_dim`` or else ``final_dim``)."""
+        """Codebook vector size of the quantiser (fairseq: ``latent_dim``, else ``final_dim``)."""
         return self.final_dim
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,7 +113,7 @@ class ArchSpec:
         )
 
     def hf_config(self) -> Any:
-        """The transformers config of this backbone (``Wav2Vec2Config`` or ``HubertConfig``), built locally."""
+        """This backbone's transformers config (``Wav2Vec2Config`` / ``HubertConfig``), built locally."""
         from transformers import HubertConfig, Wav2Vec2Config
 
         common: dict[str, Any] = dict(
@@ -161,35 +162,90 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     spec.name: spec
     for spec in (
         ArchSpec(
-            name="w2v_small", family="wav2vec2", hidden=768, layers=12, heads=12, ffn=3072,
-            extractor="group", conv_bias=False, layer_norm_first=False, final_dim=256,
-            dropout=0.1, attention_dropout=0.1, dropout_input=0.1, layerdrop=0.05,
-            params_millions=95, description="wav2vec 2.0 Small (base layout)",
+            name="w2v_small",
+            family="wav2vec2",
+            hidden=768,
+            layers=12,
+            heads=12,
+            ffn=3072,
+            extractor="group",
+            conv_bias=False,
+            layer_norm_first=False,
+            final_dim=256,
+            dropout=0.1,
+            attention_dropout=0.1,
+            dropout_input=0.1,
+            layerdrop=0.05,
+            params_millions=95,
+            description="wav2vec 2.0 Small (base layout)",
         ),
         ArchSpec(
-            name="w2v_large", hidden=1024, layers=24, ffn=4096, final_dim=768,
-            params_millions=317, description="wav2vec 2.0 Large (LV-60 layout)", **_W2V_LARGE_LAYOUT,
+            name="w2v_large",
+            hidden=1024,
+            layers=24,
+            ffn=4096,
+            final_dim=768,
+            params_millions=317,
+            description="wav2vec 2.0 Large (LV-60 layout)",
+            **_W2V_LARGE_LAYOUT,
         ),
         ArchSpec(
-            name="mms_300m", hidden=1024, layers=24, ffn=4096, final_dim=768,
-            params_millions=317, description="MMS-300M", **_W2V_LARGE_LAYOUT,
+            name="mms_300m",
+            hidden=1024,
+            layers=24,
+            ffn=4096,
+            final_dim=768,
+            params_millions=317,
+            description="MMS-300M",
+            **_W2V_LARGE_LAYOUT,
         ),
         ArchSpec(
-            name="mms_1b", hidden=1280, layers=48, ffn=5120, final_dim=1024, dropout_input=0.1,
-            params_millions=965, description="MMS-1B", **_W2V_LARGE_LAYOUT,
+            name="mms_1b",
+            hidden=1280,
+            layers=48,
+            ffn=5120,
+            final_dim=1024,
+            dropout_input=0.1,
+            params_millions=965,
+            description="MMS-1B",
+            **_W2V_LARGE_LAYOUT,
         ),
         ArchSpec(
-            name="xlsr_1b", hidden=1280, layers=48, ffn=5120, final_dim=1024, dropout_input=0.1,
-            params_millions=965, description="XLS-R 1B", **_W2V_LARGE_LAYOUT,
+            name="xlsr_1b",
+            hidden=1280,
+            layers=48,
+            ffn=5120,
+            final_dim=1024,
+            dropout_input=0.1,
+            params_millions=965,
+            description="XLS-R 1B",
+            **_W2V_LARGE_LAYOUT,
         ),
         ArchSpec(
-            name="xlsr_2b", hidden=1920, layers=48, ffn=7680, final_dim=1024, dropout_input=0.1,
-            params_millions=2200, description="XLS-R 2B", **_W2V_LARGE_LAYOUT,
+            name="xlsr_2b",
+            hidden=1920,
+            layers=48,
+            ffn=7680,
+            final_dim=1024,
+            dropout_input=0.1,
+            params_millions=2200,
+            description="XLS-R 2B",
+            **_W2V_LARGE_LAYOUT,
         ),
         ArchSpec(
-            name="hubert_xl", family="hubert", hidden=1280, layers=48, heads=16, ffn=5120,
-            extractor="layer", conv_bias=False, layer_norm_first=True, final_dim=1024, num_classes=504,
-            params_millions=964, description="HuBERT-XL (fairseq hubert_xlarge_ll60k)",
+            name="hubert_xl",
+            family="hubert",
+            hidden=1280,
+            layers=48,
+            heads=16,
+            ffn=5120,
+            extractor="layer",
+            conv_bias=False,
+            layer_norm_first=True,
+            final_dim=1024,
+            num_classes=504,
+            params_millions=964,
+            description="HuBERT-XL (fairseq hubert_xlarge_ll60k)",
         ),
     )
 }

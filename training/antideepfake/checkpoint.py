@@ -1,18 +1,18 @@
 """Load the released AntiDeepfake checkpoints (and this project's own) into :class:`AntiDeepfakeDetector`.
 
 Released files (Zenodo ``<model>.ckpt`` and Hugging Face ``model.safetensors``) hold the state dict of the
-fairseq-based AntiDeepfake ``Model``: the SSL backbone under ``m_ssl.model.*`` with fairseq names, and the head
-under ``proj_fc.*``. They also carry the backbone's pretraining heads (wav2vec 2.0 quantiser, ``project_q``,
-``final_proj``; HuBERT ``label_embs_concat``), which detection never uses.
+fairseq-based AntiDeepfake ``Model``: the SSL backbone under ``m_ssl.model.*`` with fairseq names, and the
+head under ``proj_fc.*``. They also carry the backbone's pretraining heads (wav2vec 2.0 quantiser,
+``project_q``, ``final_proj``; HuBERT ``label_embs_concat``), which detection never uses.
 
-Conversion is strict, because a silently skipped tensor leaves random weights in a detector that still produces
-plausible-looking numbers: every tensor of the file is either mapped to exactly one model tensor (shape checked)
-or is a known pretraining-only tensor (shape checked, then dropped), and every model tensor must be filled. Any
-deviation raises :class:`CheckpointError` naming the file, the missing / unexpected keys and, when it can tell,
-the architecture the file actually holds.
+Conversion is strict, because a silently skipped tensor leaves random weights in a detector that still
+produces plausible-looking numbers: every tensor of the file is either mapped to exactly one model tensor
+(shape checked) or is a known pretraining-only tensor (shape checked, then dropped), and every model tensor
+must be filled. Any deviation raises :class:`CheckpointError` naming the file, the missing / unexpected keys
+and, when it can tell, the architecture the file actually holds.
 
-The checkpoints are licensed CC BY-NC-SA 4.0 (non-commercial): users load their own downloaded copy; this project
-never downloads or ships them.
+The checkpoints are licensed CC BY-NC-SA 4.0 (non-commercial): users load their own downloaded copy; this
+project never downloads or ships them.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ _MAX_LISTED = 8
 
 
 class CheckpointError(ValueError):
-    """A checkpoint cannot be used; the message names the file and says why (meant for the user, no traceback)."""
+    """A checkpoint cannot be used; the message names the file and says why (for the user, no traceback)."""
 
 
 @dataclass
@@ -193,8 +193,8 @@ def _describe_non_checkpoint(head: bytes) -> str:
 def read_tensors(path: str | Path, *, trust_pickle: bool = False) -> tuple[dict[str, Any], str]:
     """Read a checkpoint file into a flat mapping; returns (contents, container kind).
 
-    PyTorch files are read with ``weights_only=True`` (no code runs). A fairseq training checkpoint that pickles
-    its config needs ``trust_pickle=True``, which the user must ask for explicitly.
+    PyTorch files are read with ``weights_only=True`` (no code runs). A fairseq training checkpoint that
+    pickles its config needs ``trust_pickle=True``, which the user must ask for explicitly.
     """
     p = Path(path).expanduser()
     if not p.exists():
@@ -209,7 +209,9 @@ def read_tensors(path: str | Path, *, trust_pickle: bool = False) -> tuple[dict[
     if _is_safetensors(head, size):
         (header_len,) = struct.unpack("<Q", head[:8])
         if 8 + header_len > size:
-            raise CheckpointError(f"{p}: truncated safetensors file (header says {header_len} bytes, file has {size})")
+            raise CheckpointError(
+                f"{p}: truncated safetensors file (header says {header_len} bytes, file has {size})"
+            )
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -232,8 +234,8 @@ def read_tensors(path: str | Path, *, trust_pickle: bool = False) -> tuple[dict[
         text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             raise CheckpointError(
-                f"{p}: the file stores Python objects besides tensors (a fairseq training checkpoint?). Loading it "
-                "runs code from the file; if you trust it, pass --trust-pickle"
+                f"{p}: the file stores Python objects besides tensors (a fairseq training checkpoint?). "
+                "Loading it runs code from the file; if you trust it, pass --trust-pickle"
             ) from None
         raise CheckpointError(f"{p}: unreadable PyTorch checkpoint ({text})") from None
     if not isinstance(obj, Mapping):
@@ -250,7 +252,11 @@ def _unwrap(obj: dict[str, Any], source: str) -> tuple[dict[str, torch.Tensor], 
     else:
         for key in ("model", "state_dict", "module"):
             inner = obj.get(key)
-            if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+            if (
+                isinstance(inner, Mapping)
+                and inner
+                and all(isinstance(v, torch.Tensor) for v in inner.values())
+            ):
                 obj = dict(inner)
                 break
     tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
@@ -271,7 +277,8 @@ def _detect_layout(keys: set[str], extras: dict[str, Any]) -> str:
     return "unknown"
 
 
-# ------------------------------------------------------------------------------------------- architecture guess
+# ------------------------------------------------------------------------------------------- architecture
+# guess
 
 
 def describe_backbone(state: Mapping[str, torch.Tensor], prefix: str = SSL_PREFIX) -> dict[str, Any]:
@@ -351,14 +358,16 @@ def convert_released_state(
 ) -> tuple[dict[str, torch.Tensor], list[str], bool]:
     """Map a fairseq-named state dict onto the detector layout, strictly.
 
-    Returns (detector state dict, pretraining-only keys dropped, head present). Raises :class:`CheckpointError`
-    listing unexpected keys, missing keys and shape mismatches together, so one run shows every problem.
+    Returns (detector state dict, pretraining-only keys dropped, head present). Raises
+    :class:`CheckpointError` listing unexpected keys, missing keys and shape mismatches together, so one run
+    shows every problem.
     """
     model = _empty_detector(spec)
     key_map = released_key_map(model)
     if ssl_prefix != SSL_PREFIX:
         key_map = {
-            (ssl_prefix + k[len(SSL_PREFIX) :] if k.startswith(SSL_PREFIX) else k): v for k, v in key_map.items()
+            (ssl_prefix + k[len(SSL_PREFIX) :] if k.startswith(SSL_PREFIX) else k): v
+            for k, v in key_map.items()
         }
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     dropped_shapes = {ssl_prefix + k: v for k, v in pretraining_shapes(spec).items()}
@@ -380,7 +389,7 @@ def convert_released_state(
         else:
             unexpected.append(key)
     head_keys = {"head.weight", "head.bias"}
-    missing = [src for src, dst in key_map.items() if dst not in out and not (src in state)]
+    missing = [src for src, dst in key_map.items() if dst not in out and src not in state]
     head_present = not (head_keys - set(out))
     if allow_missing_head and not any(k.startswith(HEAD_PREFIX) for k in state):
         missing = [k for k in missing if not k.startswith(HEAD_PREFIX)]
@@ -388,7 +397,9 @@ def convert_released_state(
         info = describe_backbone(state, ssl_prefix)
         found = matching_architectures(info)
         looks = f"the file looks like {' / '.join(found)}" if found else "the file holds"
-        lines = [f"{source}: checkpoint does not match architecture {spec.name} ({_describe(spec.to_dict())})"]
+        lines = [
+            f"{source}: checkpoint does not match architecture {spec.name} ({_describe(spec.to_dict())})"
+        ]
         lines.append(f"  {looks} ({_describe(info)})")
         if missing:
             lines.append(f"  missing keys ({len(missing)}): {_listing(missing)}")
@@ -463,7 +474,9 @@ def load_detector(
         )
     elif layout == "transformers":
         if spec is None:
-            raise CheckpointError(f"{source}: transformers-layout checkpoint; name its architecture with --arch")
+            raise CheckpointError(
+                f"{source}: transformers-layout checkpoint; name its architecture with --arch"
+            )
         converted = {}
         for k, v in state.items():
             if k.startswith(SSL_PREFIX):
@@ -478,7 +491,8 @@ def load_detector(
     else:
         sample = _listing(list(state)[:_MAX_LISTED])
         raise CheckpointError(
-            f"{source}: tensors found, but not an AntiDeepfake / wav2vec 2.0 / HuBERT checkpoint (keys: {sample})"
+            f"{source}: tensors found, but not an AntiDeepfake / wav2vec 2.0 / HuBERT checkpoint "
+            f"(keys: {sample})"
         )
 
     model = _empty_detector(spec)
@@ -535,8 +549,8 @@ def released_state(
 ) -> dict[str, torch.Tensor]:
     """The detector's weights under the released fairseq-style names (the inverse of the key map).
 
-    ``include_pretraining`` adds the pretraining-only tensors with the right shapes (random values, as detection
-    never reads them), so the result has exactly the layout of a released file.
+    ``include_pretraining`` adds the pretraining-only tensors with the right shapes (random values, as
+    detection never reads them), so the result has exactly the layout of a released file.
     """
     inverse = {dst: src for src, dst in released_key_map(model).items()}
     own = model.state_dict()
@@ -573,7 +587,12 @@ def save_training_checkpoint(path: str | Path, model: AntiDeepfakeDetector, **st
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.name + ".partial")
-    payload = {"format": TRAINING_FORMAT, "version": 1, "arch": model.spec.to_dict(), "model": model.state_dict()}
+    payload = {
+        "format": TRAINING_FORMAT,
+        "version": 1,
+        "arch": model.spec.to_dict(),
+        "model": model.state_dict(),
+    }
     payload.update(state)
     torch.save(payload, str(tmp))
     tmp.replace(p)
@@ -584,7 +603,9 @@ def read_training_state(path: str | Path) -> dict[str, Any]:
     """The full contents of a training checkpoint (for resuming); validates the format marker."""
     raw, _ = read_tensors(path)
     if raw.get("format") != TRAINING_FORMAT:
-        raise CheckpointError(f"{path}: not a stream-guard AntiDeepfake training checkpoint (cannot resume from it)")
+        raise CheckpointError(
+            f"{path}: not a stream-guard AntiDeepfake training checkpoint (cannot resume from it)"
+        )
     return raw
 
 

@@ -1,10 +1,11 @@
 """The AntiDeepfake detector on a transformers backbone: normalise, encode, mean-pool, Linear(D, 2).
 
-The head's two outputs are ``[fake, real]`` logits, in that order, exactly as in the released checkpoints (label
+The head's two outputs are ``[fake, real]`` logits, in that order, exactly as in the released checkpoints
+(label
 ``real`` is class 1). Because the head is linear, applying it to every frame embedding gives a per-frame track
-whose mean over frames equals the pooled utterance logit: the track says *where in time* the utterance score came
-from, at the backbone's 20 ms frame rate. The head was trained on pooled embeddings only, so single frames are
-uncalibrated; the runtime treats the track as an explanation, not as a second score.
+whose mean over frames equals the pooled utterance logit: the track says *where in time* the utterance score
+came from, at the backbone's 20 ms frame rate. The head was trained on pooled embeddings only, so single
+frames are uncalibrated; the runtime treats the track as an explanation, not as a second score.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ NORM_EPS = 1e-5
 def normalise_waveform(wav: torch.Tensor) -> torch.Tensor:
     """Per-utterance zero mean, unit variance: AntiDeepfake's ``layer_norm(wav, wav.shape)`` for each row.
 
-    Written with elementary ops (biased variance, eps 1e-5, like ``F.layer_norm``) so that the ONNX graph holds
-    the same arithmetic for any length; the statistics are per row, so a batch never mixes utterances.
+    Written with elementary ops (biased variance, eps 1e-5, like ``F.layer_norm``) so that the ONNX graph
+    holds the same arithmetic for any length; the statistics are per row, so a batch never mixes utterances.
     """
     mean = wav.mean(dim=-1, keepdim=True)
     centred = wav - mean
@@ -80,7 +81,8 @@ class AntiDeepfakeDetector(nn.Module):
             raise ValueError(f"expected a waveform batch [batch, samples], got shape {tuple(wav.shape)}")
         if wav.shape[-1] < RECEPTIVE_FIELD:
             raise ValueError(
-                f"audio of {wav.shape[-1]} samples is shorter than one frame ({RECEPTIVE_FIELD} samples at 16 kHz)"
+                f"audio of {wav.shape[-1]} samples is shorter than one frame "
+                f"({RECEPTIVE_FIELD} samples at 16 kHz)"
             )
         return self.backbone(normalise_waveform(wav)).last_hidden_state
 
