@@ -2,9 +2,9 @@
 """Build the example clip shipped in the package: stream_guard/examples/formant-vowels.wav.
 
 The clip is made here, from numbers only, so the project may redistribute it: a glottal pulse train with a
-wandering pitch, shaped by formant resonators into a sequence of vowels with syllable envelopes and short pauses.
-It is synthetic by construction (a 1950s-style formant synthesiser), which makes it a fair first thing to point
-the detector at, not a benchmark of it. Deterministic: the same bytes on every run.
+wandering pitch, shaped by formant resonators into a sequence of vowels with syllable envelopes and short
+pauses. It is synthetic by construction (a 1950s-style formant synthesiser), which makes it a fair first thing
+to point the detector at, not a benchmark of it. Deterministic: the same bytes on every run.
 
     python scripts/make_example_clip.py [--out PATH] [--seconds 4]
 """
@@ -53,7 +53,7 @@ def syllable(vowel: str, seconds: float, f0: float, rng: np.random.Generator, sr
     source = np.convolve(pulses, np.hanning(int(0.004 * sr)), mode="same")  # soften the pulses
     source += 0.02 * rng.standard_normal(n)  # breath noise
     out = source
-    for formant, bw in zip(VOWELS[vowel], (80, 100, 140)):
+    for formant, bw in zip(VOWELS[vowel], (80, 100, 140), strict=True):
         out = resonator(out, formant, bw, sr)
     envelope = np.minimum(1.0, np.minimum(t, seconds - t) / 0.05)
     return out * envelope
@@ -75,7 +75,9 @@ def make_clip(seconds: float = 4.0, sr: int = SAMPLE_RATE) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--seconds", type=float, default=4.0)
     args = parser.parse_args()

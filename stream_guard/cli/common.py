@@ -117,21 +117,21 @@ class ModelChoice:
 
 
 def load_backend(choice: ModelChoice) -> Any:
-    """Open the onnxruntime backend for the chosen bundle; bundle problems become a :class:`UserError`."""
-    from stream_guard.backends import OnnxRuntimeBackend
-    from stream_guard.bundle import BundleError, resolve_bundle_path
+    """Open the backend for the chosen bundle; bundle and provider problems become a :class:`UserError`."""
+    from stream_guard.backends import BackendError
+    from stream_guard.backends import load_backend as _load
+    from stream_guard.bundle import BundleError
 
     try:
-        path = resolve_bundle_path(choice.model)
-        return OnnxRuntimeBackend(path, providers=choice.provider, threads=choice.threads)
+        return _load(choice.model, provider=choice.provider, threads=choice.threads)
     except BundleError as exc:
         if choice.model is None:
             raise UserError(
                 f"{exc} (the embedded default model is missing from this installation; pass --model BUNDLE)"
             ) from None
         raise UserError(str(exc)) from None
-    except (RuntimeError, ValueError) as exc:  # e.g. a provider that is not available on this machine
-        raise UserError(f"{choice.model or 'default model'}: {exc}") from None
+    except BackendError as exc:
+        raise UserError(str(exc)) from None
 
 
 def open_output(path: str) -> Any:

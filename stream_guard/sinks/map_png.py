@@ -124,9 +124,10 @@ def render_map_png(
             interpolation="nearest",
         )
     amap = recorder.anomaly_map()
-    if amap.size:
-        lo, hi = np.percentile(amap, [1, 99])
-        norm = np.clip((amap - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
+    if amap.size and np.isfinite(amap).any():
+        lo, hi = np.nanpercentile(amap, [1, 99])
+        # columns whose windows were dropped carry no value: drawn transparent
+        norm = np.nan_to_num(np.clip((amap - lo) / max(hi - lo, 1e-9), 0.0, 1.0), nan=0.0)
         t0 = recorder.map_start_s or 0.0
         t_edges = t0 + recorder.frame_step_s * np.arange(amap.shape[1] + 1)
         duration = max(duration, float(t_edges[-1]))

@@ -96,7 +96,7 @@ class LiveView:
     """State of the live ``listen`` screen, updated from events; :meth:`render` draws it.
 
     The anomaly strip shows the newest map columns pooled into ``strip_rows`` frequency bands (low frequencies
-    at the bottom), each cell coloured by how anomalous it is relative to the running 99th percentile.
+    at the bottom), each cell coloured by where it lies in the recent 1st-99th percentile range of the map.
     """
 
     source: str
@@ -117,7 +117,8 @@ class LiveView:
     windows: int = 0
     errors: list[str] = field(default_factory=list)
     status: str = ""
-    _scale: float = 1e-9
+    _lo: float | None = None
+    _hi: float | None = None
 
     def write(self, event: Event) -> None:
         if isinstance(event, ScoreEvent):
@@ -133,8 +134,13 @@ class LiveView:
             if cols.ndim == 1:
                 cols = cols[None, :]
             bands = np.array_split(np.arange(cols.shape[0]), min(self.strip_rows, cols.shape[0]))
-            pooled = np.stack([cols[b].mean(axis=0) for b in bands])  # [rows, n_new]
-            self._scale = max(self._scale * 0.995, float(np.percentile(pooled, 99)))
+            pooled = np.nan_to_num(np.stack([cols[b].mean(axis=0) for b in bands]), nan=0.0)  # [rows, n_new]
+            lo, hi = (float(v) for v in np.percentile(pooled, [1, 99]))
+            if self._lo is None or self._hi is None:
+                self._lo, self._hi = lo, hi
+            else:  # a slowly forgetting range, so one loud moment does not blank the strip for ever
+                self._lo = min(lo, self._lo + 0.01 * (hi - self._lo))
+                self._hi = max(hi, self._hi - 0.01 * (self._hi - lo))
             for j in range(pooled.shape[1]):
                 self.strip.append(pooled[:, j])
         elif isinstance(event, AlertEvent):
@@ -154,7 +160,8 @@ class LiveView:
         rows = len(cols[0])
         for r in reversed(range(rows)):
             for col in cols:
-                level = float(col[r]) / self._scale if self._scale > 0 else 0.0
+                span = (self._hi or 0.0) - (self._lo or 0.0)
+                level = (float(col[r]) - (self._lo or 0.0)) / span if span > 1e-12 else 0.0
                 idx = min(len(_STRIP_STYLES) - 1, max(0, int(level * (len(_STRIP_STYLES) - 1))))
                 text.append("█", style=_STRIP_STYLES[idx])
             text.append("\n")
