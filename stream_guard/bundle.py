@@ -1,10 +1,11 @@
 """Model bundles: one self-describing ONNX file per detector.
 
-A bundle takes ``audio`` float32 ``[batch, samples]`` (mono, at ``sample_rate``) and returns ``score`` float32
-``[batch]`` (higher = more likely synthetic) and ``anomaly_map`` float32 ``[batch, freq, frames]`` (or a time track
-``[batch, frames]`` for families without a frequency axis). Every preprocessing step lives inside the graph; the
-JSON stored under the ``stream_guard`` key of the ONNX ``metadata_props`` says how to use it. This module reads and
-validates that JSON without importing onnx or torch: onnxruntime exposes ``metadata_props`` directly.
+A bundle takes ``audio`` float32 ``[batch, samples]`` (mono, at ``sample_rate``) and returns ``score``
+float32 ``[batch]`` (higher = more likely synthetic) and ``anomaly_map`` float32 ``[batch, freq, frames]``
+(or a time track ``[batch, frames]`` for families without a frequency axis). Every preprocessing step lives
+inside the graph; the JSON stored under the ``stream_guard`` key of the ONNX ``metadata_props`` says how to
+use it. This module reads and validates that JSON without importing onnx or torch: onnxruntime exposes
+``metadata_props`` directly.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ class BundleError(ValueError):
 class Calibration:
     """Maps a raw score to a probability and a decision.
 
-    ``probability = 1 / (1 + exp(-(score - center) / scale))``. ``threshold`` is the raw-score decision threshold
-    (a window at or above it counts as synthetic). ``fitted_on`` says which data fixed these numbers, so a user can
-    tell whether they match their own audio (``stream-guard calibrate`` refits them).
+    ``probability = 1 / (1 + exp(-(score - center) / scale))``. ``threshold`` is the raw-score decision
+    threshold (a window at or above it counts as synthetic). ``fitted_on`` says which data fixed these
+    numbers, so a user can tell whether they match their own audio (``stream-guard calibrate`` refits them).
     """
 
     threshold: float
@@ -144,7 +145,9 @@ class BundleMetadata:
         if meta.sample_rate <= 0 or meta.window_s <= 0 or meta.hop_s <= 0 or meta.min_audio_s <= 0:
             raise BundleError(f"{source}: sample_rate, window_s, hop_s and min_audio_s must be positive")
         if meta.min_audio_s > meta.window_s:
-            raise BundleError(f"{source}: min_audio_s ({meta.min_audio_s}) exceeds window_s ({meta.window_s})")
+            raise BundleError(
+                f"{source}: min_audio_s ({meta.min_audio_s}) exceeds window_s ({meta.window_s})"
+            )
         if meta.map_axes.kind not in ("time_frequency", "time"):
             raise BundleError(f"{source}: map_axes.kind must be 'time_frequency' or 'time'")
         return meta
@@ -156,7 +159,7 @@ def default_bundle_path() -> Path:
 
 
 def resolve_bundle_path(model: str | Path | None) -> Path:
-    """A user's ``--model`` value (None = the embedded default) as an existing file, or a clear BundleError."""
+    """A user's ``--model`` value (None = the embedded default) as an existing file, or a BundleError."""
     path = default_bundle_path() if model is None else Path(model).expanduser()
     if not path.exists():
         raise BundleError(f"{path}: no such model file")

@@ -47,9 +47,9 @@ class ScoreEvent(Event):
     """One scored window.
 
     ``score`` is the model's raw score, ``probability`` its calibrated probability of being synthetic,
-    ``smoothed`` the stream's smoothed probability that drives the verdict. ``low_confidence`` marks windows shorter
-    than the bundle's window (the first scores of a stream). ``latency_ms`` runs from the moment the window's last
-    sample was accepted to the moment its score was ready.
+    ``smoothed`` the stream's smoothed probability that drives the verdict. ``low_confidence`` marks windows
+    shorter than the bundle's window (the first scores of a stream). ``latency_ms`` runs from the moment the
+    window's last sample was accepted to the moment its score was ready.
     """
 
     window_index: int = 0
@@ -78,21 +78,27 @@ class MapEvent(Event):
     """New columns of the stream's rolling anomaly map.
 
     ``columns`` is ``[freq][n_new]`` (rows follow ``freq_hz``; a time-only model sends one row and an empty
-    ``freq_hz``); the first new column starts at ``start_s`` and each spans ``frame_step_s``. Columns are sent once,
-    when no later window can change them any more.
+    ``freq_hz``); the first new column starts at ``start_s`` and each spans ``frame_step_s``. Columns are sent
+    once, when no later window can change them any more.
     """
 
     start_s: float = 0.0
     frame_step_s: float = 0.0
     freq_hz: list[float] = field(default_factory=list)
-    columns: list[list[float]] = field(default_factory=list)
+    columns: list[list[float | None]] = field(default_factory=list)
 
     type: str = field(init=False, default="map")
+
+    def to_dict(self) -> dict[str, Any]:
+        # a column no scored window covered (its windows were dropped) has no value: JSON null, never NaN
+        data = super().to_dict()
+        data["columns"] = [[_finite(v) for v in row] for row in data["columns"]]
+        return data
 
 
 @dataclass
 class AlertEvent(Event):
-    """The stream's alert state changed: ``state`` is ``raised`` (synthetic speech detected) or ``cleared``."""
+    """The stream's alert state changed: ``state`` is ``raised`` or ``cleared``."""
 
     state: Literal["raised", "cleared"] = "raised"
     at_s: float = 0.0
@@ -140,5 +146,6 @@ class ErrorEvent(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.type: cls for cls in (ScoreEvent, MapEvent, AlertEvent, SummaryEvent, ErrorEvent)  # type: ignore[misc]
+    cls.type: cls  # type: ignore[misc]
+    for cls in (ScoreEvent, MapEvent, AlertEvent, SummaryEvent, ErrorEvent)
 }
