@@ -197,6 +197,8 @@ class _Scanner:
             if advance > 0 and self.progress is not None:
                 job.progress_s += advance
                 self.progress.advance(self.task_id, advance)
+        elif isinstance(event, ErrorEvent) and event.code == "invalid_audio" and job.outcome.error is None:
+            job.outcome.error = f"{job.name}: {event.message}"
         elif isinstance(event, SummaryEvent):
             if event.stream == job.name:
                 job.outcome.summary = event
@@ -220,7 +222,8 @@ class _Scanner:
         consumer = asyncio.create_task(pump())
         try:
             async for block in stream_blocks(job.info, block_s=self.args.block, realtime=self.args.realtime):
-                await stream.feed(block)
+                if not await stream.feed(block):
+                    break  # rejected audio: the stream's error event says why and marks the file failed
         except (FileSourceError, AudioFormatError) as exc:
             message = str(exc)
             if not message.startswith(job.name):
@@ -369,6 +372,8 @@ def run(args: argparse.Namespace) -> int:
         from rich.console import Console
 
         table_console = console if args.jsonl == "-" else Console(highlight=False)
+        if not table_console.is_terminal:  # a pipe or a file: do not squeeze paths into 80 columns
+            table_console.width = max(table_console.width, 160)
         table_console.print(scan_summary_table(outcomes, meta.name))
         for job in jobs:
             for part in sorted(job.channel_summaries, key=lambda s: s.stream):

@@ -1,49 +1,26 @@
-"""Fixtures for command-line tests: a tiny real bundle and a way to run ``stream-guard`` as a subprocess."""
+"""Fixtures for command-line tests: a small real bundle with a calibration the test signals straddle."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
-from tinybundle import build_tiny_bundle
 
-REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/bundles.py, the shared bundle builder
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bundles import build_bundle, bundle_metadata  # noqa: E402
+from clihelpers import CALIBRATION, speechlike  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny.onnx")
-
-
-def run_cli(*args: str, timeout: float = 180, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m stream_guard.cli ARGS`` the way a user would, capturing both streams."""
-    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
-    return subprocess.run(
-        [sys.executable, "-m", "stream_guard.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=REPO,
-        input=input,
+    """A small real bundle (log band energies at 16 kHz, 2 s windows); louder audio scores more synthetic."""
+    return build_bundle(
+        tmp_path_factory.mktemp("cli-bundle") / "tiny.onnx", metadata=bundle_metadata(calibration=CALIBRATION)
     )
-
-
-def speechlike(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
-    """A deterministic, speech-ish test signal: harmonic bursts with pauses (float32 in [-0.5, 0.5])."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    f0 = 120 + 30 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / sample_rate
-    x = sum(np.sin(k * phase) / k for k in range(1, 8))
-    envelope = (np.sin(2 * np.pi * 2.5 * t) > -0.3).astype(np.float64)
-    x = x * envelope + 0.01 * rng.standard_normal(len(t))
-    return (0.5 * x / np.max(np.abs(x))).astype(np.float32)
 
 
 @pytest.fixture

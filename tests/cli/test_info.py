@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import run_cli
+from clihelpers import run_cli
 
 
 def test_info_json_describes_the_bundle(tiny_bundle: Path) -> None:
     result = run_cli("info", str(tiny_bundle), "--json")
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
-    assert info["metadata"]["name"] == "tiny-filterbank"
+    assert info["metadata"]["name"] == "test-band-energy"
     assert info["metadata"]["sample_rate"] == 16000
-    assert info["metadata"]["calibration"]["fitted_on"] == "nothing: a test filterbank"
+    assert info["metadata"]["calibration"]["fitted_on"] == "test fixture"
     assert [i["name"] for i in info["graph"]["inputs"]] == ["audio"]
     assert {o["name"] for o in info["graph"]["outputs"]} == {"score", "anomaly_map"}
     assert len(info["sha256"]) == 64
@@ -23,8 +23,8 @@ def test_info_json_describes_the_bundle(tiny_bundle: Path) -> None:
 def test_info_table_shows_calibration_and_provenance(tiny_bundle: Path) -> None:
     result = run_cli("info", str(tiny_bundle))
     assert result.returncode == 0, result.stderr
-    assert "tiny-filterbank" in result.stdout
-    assert "nothing: a test filterbank" in result.stdout
+    assert "test-band-energy" in result.stdout
+    assert "test fixture" in result.stdout
     assert "16000 Hz" in result.stdout
 
 
