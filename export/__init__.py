@@ -1,0 +1,2 @@
+"""torch -> ONNX bundles (DESIGN.md, "The model bundle") with parity checks. Run ``python -m export
+--help``."""

