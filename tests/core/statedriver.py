@@ -13,7 +13,7 @@ from stream_guard.events import Event
 def run_state(
     state: StreamState, chunks: Iterable[bytes | np.ndarray], backend, shuffle_seed: int | None = None
 ) -> tuple[list[Event], list[Window]]:
-    """Feed every chunk, score every window with ``backend`` (optionally resolving them out of order), finish."""
+    """Feed every chunk, score each window with ``backend`` (optionally out of order), finish."""
     events: list[Event] = []
     windows: list[Window] = []
     pending: list[Window] = []

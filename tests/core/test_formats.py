@@ -42,7 +42,7 @@ def test_g711_decode_encode_is_identity_on_codes(encoding: str) -> None:
     codes = bytes(range(256))
     again = encode(decode(codes, fmt), fmt)
     # the two zero codes of mu-law both decode to 0 and re-encode to 0xFF
-    diff = [c for c, d in zip(codes, again) if c != d]
+    diff = [c for c, d in zip(codes, again, strict=True) if c != d]
     assert diff in ([], [0x7F])
 
 

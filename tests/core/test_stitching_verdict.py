@@ -39,7 +39,7 @@ def test_incremental_stitch_equals_offline_reference(hop_s: float) -> None:
     maps = [rng.standard_normal((3, 50)) for _ in starts]
     st = MapStitcher(step, rate)
     emitted: list[tuple[int, np.ndarray]] = []
-    for i, (s, m) in enumerate(zip(starts, maps)):
+    for i, (s, m) in enumerate(zip(starts, maps, strict=True)):
         st.add(s, m)
         nxt = starts[i + 1] if i + 1 < len(starts) else s + 1
         out = st.finalize(nxt)
@@ -52,7 +52,7 @@ def test_incremental_stitch_equals_offline_reference(hop_s: float) -> None:
     cols = [c for c, block in emitted for c in range(c, c + block.shape[1])]
     assert cols == list(range(len(cols)))
     got = np.concatenate([b for _, b in emitted], axis=1)
-    ref = reference_stitch([(s / rate, m) for s, m in zip(starts, maps)], step, total_s)
+    ref = reference_stitch([(s / rate, m) for s, m in zip(starts, maps, strict=True)], step, total_s)
     assert got.shape == ref.shape
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5, equal_nan=True)
 
