@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,9 +224,11 @@ def read_tensors(path: str | Path, *, trust_pickle: bool = False) -> tuple[dict[
     is_legacy_pickle = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
     if not (is_zip or is_legacy_pickle):
         raise CheckpointError(f"{p}: not a checkpoint: this is {_describe_non_checkpoint(head)}")
+    if is_zip and not zipfile.is_zipfile(p):
+        raise CheckpointError(f"{p}: truncated or corrupt PyTorch checkpoint (the zip directory is missing)")
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=not trust_pickle)
-    except RuntimeError as exc:
+    except (RuntimeError, OSError) as exc:
         first = str(exc).splitlines()[0][:160]
         raise CheckpointError(f"{p}: truncated or corrupt PyTorch checkpoint ({first})") from None
     except EOFError:
