@@ -223,8 +223,13 @@ def run(args: argparse.Namespace) -> int:
             jsonl.close()
         backend.close()
     if summary is not None:
+        from rich.console import Console
+
         outcome = FileOutcome(summary.stream, summary=summary, duration_s=summary.duration_s)
-        console.print(scan_summary_table([outcome], backend.metadata.name))
+        out = console if args.jsonl == "-" else Console(highlight=False)  # stdout stays JSON with --jsonl -
+        if not out.is_terminal:
+            out.width = max(out.width, 160)
+        out.print(scan_summary_table([outcome], backend.metadata.name))
     if source is not None and (source.dropped_blocks or source.overflows):
         console.print(
             f"[yellow]audio lost: {source.dropped_blocks} blocks dropped (slow consumer), "
