@@ -13,7 +13,7 @@ The bundle (DESIGN.md, "The model bundle"):
 
 Usage::
 
-    python -m export.antideepfake --checkpoint mms_300m.ckpt --out mms300m.onnx --licence "CC BY-NC-SA 4.0 ..."
+    python -m export.antideepfake --checkpoint mms_300m.ckpt --out mms300m.onnx --quantize
     python -m export.antideepfake --random-arch w2v_small --out w2v_small_random.onnx   # timing only
 """
 
@@ -95,12 +95,13 @@ def build_metadata(
             threshold=0.0,
             center=0.0,
             scale=1.0,
-            fitted_on="not fitted: the model's own softmax, P(fake) = sigmoid(score); threshold = P(fake) 0.5",
+            fitted_on="not fitted: the model's own softmax, P(fake) = sigmoid(score); threshold at P 0.5",
         ),
         score_kind="logit",
         description=description
         or (
-            f"AntiDeepfake {arch}: SSL backbone, mean pooling, Linear(D, 2). score = logit(fake) - logit(real) "
+            f"AntiDeepfake {arch}: SSL backbone, mean pooling, Linear(D, 2). "
+            "score = logit(fake) - logit(real) "
             "(log-odds, not a probability); anomaly_map = the same per 20 ms frame."
         ),
         training=training,
@@ -198,10 +199,9 @@ def parity_check(
 
 def quantize_int8(src: Path, dst: Path, meta: BundleMetadata, signals: list[np.ndarray]) -> dict[str, Any]:
     """Dynamic int8 quantisation of the MatMul/Gemm weights; returns its cost on ``signals`` against fp32."""
+    import onnx
     import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    import onnx
 
     with tempfile.TemporaryDirectory() as tmp:
         # The exporter's intermediate value_info can disagree with onnx's own shape inference (which the

@@ -8,7 +8,8 @@ import torch
 from training.antideepfake.architectures import ARCHITECTURES, FRAME_HOP, get_arch, num_frames
 from training.antideepfake.model import AntiDeepfakeDetector
 
-# Parameter counts published with the checkpoints (millions; the pretraining heads are not part of the detector).
+# Parameter counts published with the checkpoints (millions; the pretraining heads are not part of the
+# detector).
 PUBLISHED_M = {
     "w2v_small": 95,
     "w2v_large": 317,
