@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -28,6 +29,8 @@ import numpy as np
 
 from stream_guard.backends.base import InferenceBackend
 from stream_guard.core.stream import Window
+
+log = logging.getLogger("stream_guard.engine")
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class Scheduler:
         self.config = config
         self._clock = clock
         self._groups: dict[int, deque[_Item]] = {}
+        self._group_live: Counter[int] = Counter()  # queued (not dropped or taken) windows per length
         self._per_owner: dict[int, deque[_Item]] = {}
         self._owner_count: Counter[int] = Counter()
         self._queued = 0
@@ -165,6 +169,7 @@ class Scheduler:
             self._drop_stalest_realtime()
         item = _Item(window, owner, self._clock(), next(self._seq))
         self._groups.setdefault(window.length, deque()).append(item)
+        self._group_live[window.length] += 1
         self._per_owner.setdefault(key, deque()).append(item)
         self._owner_count[key] += 1
         self._queued += 1
@@ -172,6 +177,7 @@ class Scheduler:
 
     def _drop(self, item: _Item) -> None:
         item.state = "dropped"
+        self._group_live[item.window.length] -= 1
         key = id(item.owner)
         self._owner_count[key] -= 1
         if self._owner_count[key] <= 0:
@@ -207,6 +213,7 @@ class Scheduler:
             if item.state != "queued":
                 continue
             item.state = "taken"
+            self._group_live[item.window.length] -= 1
             key = id(item.owner)
             self._owner_count[key] -= 1
             if self._owner_count[key] <= 0:
@@ -226,9 +233,8 @@ class Scheduler:
             group.popleft()
         return group[0] if group else None
 
-    @staticmethod
-    def _live(group: deque[_Item]) -> int:
-        return sum(1 for item in group if item.state == "queued")
+    def _live(self, length: int) -> int:
+        return self._group_live[length]
 
     # --- batching loop ------------------------------------------------------------------------------------
 
@@ -245,14 +251,15 @@ class Scheduler:
                         if (h := self._head(g)) is not None
                     ]
                     if heads:
-                        group = self._groups[min(heads)[2]]
+                        length = min(heads)[2]
+                        group = self._groups[length]
                         break
                     self._wakeup.clear()
                     await self._wakeup.wait()
                 head = self._head(group)
                 assert head is not None
                 deadline = head.enqueued_at + max_wait
-                while self._live(group) < self.config.max_batch:
+                while self._live(length) < self.config.max_batch:
                     remaining = deadline - self._clock()
                     if remaining <= 0:
                         break
@@ -262,9 +269,14 @@ class Scheduler:
                     except asyncio.TimeoutError:
                         break
                 batch = self._take(group, self.config.max_batch)
-            except BaseException:
+            except asyncio.CancelledError:
                 self._workers.release()
                 raise
+            except Exception:  # a bug here must not silently stop scoring for every stream
+                log.exception("scheduler: unexpected error while forming a batch")
+                self._workers.release()
+                await asyncio.sleep(0.01)
+                continue
             await self._notify_space()
             if not batch:
                 self._workers.release()

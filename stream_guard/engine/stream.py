@@ -114,7 +114,10 @@ class Stream:
         """
         if self._close_task is not None:
             raise StreamClosedError(f"stream {self.id!r} is closed; it accepts no more audio")
-        for piece in self._slices(data):
+        pieces = self._slices(data)
+        for i, piece in enumerate(pieces):
+            if i:
+                await asyncio.sleep(0)  # a long recording fed at once must not hold up the other streams
             if not await self._feed_piece(piece):
                 return False
         return True
