@@ -137,7 +137,7 @@ def render_map_png(
             f_edges = np.linspace(0.0, sample_rate / 2, amap.shape[0] + 1)
         rgba = np.zeros(norm.shape + (4,), dtype=np.float32)
         rgba[..., :3] = matplotlib.colormaps["inferno"](norm)[..., :3]
-        rgba[..., 3] = 0.75 * norm**1.5
+        rgba[..., 3] = 0.7 * norm**2.5  # only the most anomalous cells stand out over the spectrogram
         ax_top.pcolormesh(t_edges, f_edges, rgba, shading="flat")
         ax_top.set_ylim(0.0, float(f_edges[-1]) if audio is None else sample_rate / 2)
     ax_top.set_ylabel("frequency (Hz)")
