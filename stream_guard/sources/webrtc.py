@@ -437,26 +437,41 @@ class TrackIngest:
         self.first_frame_at: float | None = None
         self.reason = "open"
         self.mid: str | None = None
+        self._rx: asyncio.Task[str] | None = None
         self.on_pcm: Callable[[np.ndarray, float], None] | None = None
 
     async def run(self) -> str:
-        """Run until the track ends or stalls; returns why (``ended``, ``stalled``, ``closed``, ``error``)."""
+        """Run until the track ends or stalls; returns why (``ended``, ``stalled``, ``closed``, ``error``).
+
+        Whatever ends the receiver, the frames already decoded are fed before this returns, so the stream's
+        summary covers all the audio that arrived.
+        """
+        self._rx = asyncio.ensure_future(self._receive_loop())
         feeder = asyncio.ensure_future(self._feed_loop())
         try:
-            self.reason = await self._receive_loop()
-        except asyncio.CancelledError:
-            self.reason = "closed"
-            raise
-        finally:
+            await asyncio.wait({self._rx})
+            if self._rx.cancelled():
+                self.reason = "closed"
+            elif self._rx.exception() is not None:
+                log.error("webrtc: receiving %s failed: %r", self.stream_id, self._rx.exception())
+                self.reason = "error"
+            else:
+                self.reason = self._rx.result()
             self._done = True
             self._ready.set()
-            try:
-                await asyncio.shield(feeder)
-            except asyncio.CancelledError:
-                feeder.cancel()
-                with contextlib.suppress(BaseException):
-                    await feeder
+            await feeder
+        finally:
+            for task in (self._rx, feeder):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
         return self.reason
+
+    def stop(self) -> None:
+        """End the track now (peer closing): ``run`` feeds what was received and returns ``closed``."""
+        if self._rx is not None and not self._rx.done():
+            self._rx.cancel()
 
     async def _receive_loop(self) -> str:
         from aiortc.mediastreams import MediaStreamError
@@ -805,6 +820,9 @@ class WebRTCSession:
                 exc = task.exception()
                 if isinstance(exc, SignallingError):
                     await self._reject(exc)
+                elif exc is not None:
+                    log.error("webrtc %s: signalling failed: %r", self.peer_id, exc)
+                    self.close_reason = "internal_error"
         finally:
             for task in waiters:
                 task.cancel()
@@ -854,11 +872,10 @@ class WebRTCSession:
     async def _shutdown(self) -> None:
         """Close the peer connection and end every stream with its summary; safe to run once in any state."""
         for slot in self.slots:
-            if slot.task is not None and not slot.task.done():
-                slot.task.cancel()
+            slot.ingest.stop()
         for slot in self.slots:
             if slot.task is not None:
-                with contextlib.suppress(BaseException):
+                with contextlib.suppress(Exception):
                     await slot.task
             else:  # opened but never started (the answer failed): still close the stream
                 await self._end_slot(slot, "closed")
@@ -923,7 +940,6 @@ class WebRTCGateway:
     async def handle(self, channel: Channel, *, client: str = "") -> None:
         """Serve one signalling connection to its end (the websocket handler of ``/v1/webrtc``)."""
         if self._closing or len(self.sessions) >= self.config.max_peers:
-            self.counters["rejected_too_many_peers"] += 1
             session = WebRTCSession(self, channel, client=client)
             reason = (
                 "the server is shutting down"
@@ -1101,21 +1117,22 @@ class WebRTCClient:
             labels[spec.track.id] = {"participant": spec.participant, "label": spec.label or spec.participant}
         with loopback_candidates(self.loopback):
             await self.pc.setLocalDescription(await self.pc.createOffer())
-        await self.ws.send(
-            json.dumps({"type": "offer", "sdp": self.pc.localDescription.sdp, "tracks": labels})
-        )
+        offer = {"type": "offer", "sdp": self.pc.localDescription.sdp, "tracks": labels}
+        with contextlib.suppress(Exception):  # a server at its limit refuses before reading the offer
+            await self.ws.send(json.dumps(offer))
         while True:
             try:
                 msg = json.loads(await self.ws.recv())
             except Exception:
-                raise ConnectionError(
-                    f"{self.url}: the server closed the connection before answering"
-                ) from None
+                code, reason = self.ws.close_code, self.ws.close_reason
+                await self.close()
+                raise ConnectionError(f"{self.url}: closed before an answer ({code} {reason})") from None
             if msg.get("type") == "answer":
                 self.peer_id = msg.get("peer")
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=msg["sdp"], type="answer"))
                 return
             if msg.get("type") == "error":
+                await self.close()
                 raise ConnectionError(f"{self.url}: refused ({msg.get('code')}: {msg.get('message')})")
 
     async def messages(self) -> Any:
