@@ -164,9 +164,14 @@ def encode(samples: np.ndarray, fmt: AudioFormat) -> bytes:
 # ------------------------------------------------------------------------------------------------
 
 
-def _codes_to_float(codes: np.ndarray, encoding: str) -> np.ndarray:
+@lru_cache(maxsize=2)
+def _float_decode_table(encoding: str) -> np.ndarray:
     table = _mulaw_decode_table() if encoding == "mulaw" else _alaw_decode_table()
-    return table[codes].astype(np.float32) / np.float32(32768.0)
+    return table.astype(np.float32) / np.float32(32768.0)
+
+
+def _codes_to_float(codes: np.ndarray, encoding: str) -> np.ndarray:
+    return _float_decode_table(encoding)[codes]
 
 
 def _decode_bytes(buf: bytes | bytearray | memoryview, fmt: AudioFormat) -> np.ndarray:

@@ -155,6 +155,7 @@ class StreamState:
         self._issued: dict[int, Window] = {}  # handed out, not yet resolved
         self._results: dict[int, _Resolved] = {}  # resolved out of order, waiting for earlier windows
         self.input_frames = 0
+        self._pending: list[np.ndarray] = []  # decoded mono input not yet resampled
         self.finished = False
         self.flushed = False
         self.scored = 0
@@ -193,8 +194,20 @@ class StreamState:
             if self.channel is not None
             else (x[:, 0] if x.shape[1] == 1 else x.mean(axis=1))
         )
-        y = self._resampler.process(mono[:, None])[:, 0]
-        return self._push(y)
+        # Resampling and windowing run only when the audio received so far could complete the next window:
+        # telephony sends 20 ms chunks, and one resampler call per hop instead of 25 cuts the per-stream cost
+        # without delaying any window (the chunk that completes a window is processed at once).
+        self._pending.append(mono)
+        if self.input_frames * self.rate < self._planner.next_end() * self.fmt.sample_rate:
+            return []
+        return self._process_pending()
+
+    def _process_pending(self) -> list[Window]:
+        if not self._pending:
+            return []
+        x = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
+        self._pending = []
+        return self._push(self._resampler.process(x[:, None])[:, 0])
 
     def _push(self, y: np.ndarray) -> list[Window]:
         out: list[Window] = []
@@ -227,7 +240,8 @@ class StreamState:
         if self.finished:
             return []
         self.finished = True
-        out = self._push(self._resampler.flush()[:, 0])
+        out = self._process_pending()
+        out += self._push(self._resampler.flush()[:, 0])
         out.extend(self._cut(span) for span in self._planner.finish(self._ring.total))
         return out
 

@@ -64,6 +64,12 @@ class WindowPlanner:
             self.last_end = start + self.window
             yield WindowSpan(start, start + self.window, False)
 
+    def next_end(self) -> int:
+        """End (in samples) of the next window to be handed out, ignoring the end-of-stream tail."""
+        if self._next_growing < len(self._growing_ends):
+            return self._growing_ends[self._next_growing]
+        return self._next_full * self.hop + self.window
+
     def finish(self, total: int) -> list[WindowSpan]:
         """The tail window covering audio after the last window, if any (none if the stream is too short)."""
         if total <= self.last_end or total < self.min_samples:
