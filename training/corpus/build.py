@@ -46,8 +46,8 @@ from training.audio_io import (
     LevelConfig,
     TrimConfig,
     add_dither,
-    ffmpeg_roundtrip,
     g711_roundtrip,
+    g722_roundtrip,
     normalize_level,
     read_audio,
     read_raw_pcm16,
@@ -247,7 +247,7 @@ def _load_source(job: Job) -> tuple[np.ndarray, int]:
 def apply_channel(x: np.ndarray, sample_rate: int, channel: str) -> np.ndarray:
     """The channel chains every clip of both classes goes through."""
     if channel == "wideband":
-        return ffmpeg_roundtrip(x, sample_rate, "g722", container="g722")
+        return g722_roundtrip(x, sample_rate)
     if channel == "telephone":
         return g711_roundtrip(x, sample_rate, "mulaw")
     raise ValueError(f"unknown channel {channel!r} (expected one of {CHANNELS})")

@@ -20,7 +20,17 @@ LABELS = ("bonafide", "spoof")
 SPLITS = ("train", "dev", "eval")
 BANDS = ("wideband", "narrowband")
 CHANNELS = ("wideband", "telephone")
-FAMILIES = ("none", "diphone", "formant", "parametric", "vocoder", "neural", "unknown")
+FAMILIES = (
+    "none",
+    "diphone",
+    "formant",
+    "parametric",
+    "vocoder",
+    "neural",
+    "concatenative",
+    "filtering",
+    "unknown",
+)
 
 
 class ManifestError(ValueError):
