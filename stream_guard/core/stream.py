@@ -162,7 +162,11 @@ class StreamState:
         self.dropped = 0
         self.failed = 0
         self.rejected_chunks = 0
-        self._scores: list[tuple[float, bool, bool]] = []  # (score, low_confidence, judged)
+        # running totals for the summary (constant memory however long the stream): judged full-length and
+        # judged low-confidence windows, as [count, sum of scores]; judged windows at or above the threshold
+        self._judged_full = [0, 0.0]
+        self._judged_low = [0, 0.0]
+        self._judged_synthetic = 0
         self._abstain_reasons: Counter[str] = Counter()
         self._max_score: float | None = None
 
@@ -299,7 +303,11 @@ class StreamState:
         abstain = [reason for reason in w.reasons if reason in self.config.abstain_on]
         step = self._verdict.step(score, abstain=bool(abstain))
         self.scored += 1
-        self._scores.append((score, w.low_confidence, not abstain))
+        if not abstain:
+            acc = self._judged_low if w.low_confidence else self._judged_full
+            acc[0] += 1
+            acc[1] += score
+            self._judged_synthetic += int(score >= self.meta.calibration.threshold)
         self._abstain_reasons.update(abstain)
         self._max_score = score if self._max_score is None else max(self._max_score, score)
         events: list[Event] = [
@@ -393,17 +401,16 @@ class StreamState:
         synthetic streams show up in ``synthetic_fraction``, ``max_score`` and ``alerts``.
         """
         cal = self.meta.calibration
-        judged_full = [s for s, low, ok in self._scores if ok and not low]
-        judged = judged_full or [s for s, low, ok in self._scores if ok]
+        n_judged = self._judged_full[0] + self._judged_low[0]
+        count, total = self._judged_full if self._judged_full[0] else self._judged_low
         reasons: list[str] = []
         if self.input_frames / self.fmt.sample_rate < self.meta.min_audio_s:
             reasons.append("too_short")
-        if judged:
-            score: float | None = float(np.mean(judged))
+        if n_judged:
+            score: float | None = total / count
             verdict = "synthetic" if score >= cal.threshold else "real"
             probability: float | None = cal.probability(score)
-            all_judged = [s for s, _, ok in self._scores if ok]
-            synthetic_fraction = float(np.mean([s >= cal.threshold for s in all_judged]))
+            synthetic_fraction = self._judged_synthetic / n_judged
         else:
             score = probability = None
             verdict = "uncertain"

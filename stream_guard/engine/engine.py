@@ -9,6 +9,7 @@ summary.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -139,8 +140,7 @@ class Engine:
         self, data: AudioData, fmt: AudioFormat, stream_id: str = "audio", config: StreamConfig | None = None
     ) -> list[Event]:
         """Score a whole recording as an offline stream (nothing dropped); returns all its events in order."""
-        base = config or StreamConfig()
-        cfg = StreamConfig(**{**base.__dict__, "realtime": False})
+        cfg = dataclasses.replace(config or StreamConfig(), realtime=False)
         stream = await self.open_stream(stream_id, fmt, cfg)
         events: list[Event] = []
 
