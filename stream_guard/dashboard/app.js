@@ -48,7 +48,7 @@ class StreamView {
     this.heatCtx = this.heat.getContext("2d");
     this.heatCtx.fillStyle = "#000004";
     this.heatCtx.fillRect(0, 0, this.heat.width, this.heat.height);
-    this.hi = 1e-6;                 // running upper end of the heatmap colour scale (log domain)
+    this.hi = null;                 // running range of the heatmap colour scale (signed-log domain)
     this.lo = null;
     this.lastEnd = 0;
     this.ended = false;
@@ -95,17 +95,25 @@ class StreamView {
     const ctx = this.heatCtx;
     const W = this.heat.width;
     const H = this.heat.height;
-    // log1p compresses the heavy upper tail of discrepancy maps; the scale follows the stream's own range.
+    // A signed log compresses the heavy upper tail of discrepancy maps and works for maps of any sign (some
+    // models emit log energies); the colour scale follows the stream's own range, slowly forgetting old peaks.
     let mx = -Infinity;
     let mn = Infinity;
     const vals = rows.map((r) => r.map((v) => {
-      const x = Math.log1p(Math.max(0, v ?? 0));
+      if (v === null || v === undefined || !Number.isFinite(v)) return null;   // no window covered this cell
+      const x = Math.sign(v) * Math.log1p(Math.abs(v));
       if (x > mx) mx = x;
       if (x < mn) mn = x;
       return x;
     }));
-    this.hi = Math.max(this.hi * 0.995, mx);
-    this.lo = this.lo === null ? mn : Math.min(this.lo * 0.995 + mn * 0.005, mn);
+    if (mx === -Infinity) return;
+    if (this.lo === null) {
+      this.lo = mn;
+      this.hi = mx;
+    }
+    const decay = (this.hi - this.lo) * 0.002 * n;
+    this.hi = Math.max(mx, this.hi - decay);
+    this.lo = Math.min(mn, this.lo + decay);
     const span = Math.max(this.hi - this.lo, 1e-6);
     const colW = 2;                                     // px per map column (a column is frame_step_s long)
     const shift = Math.min(n * colW, W);
@@ -114,7 +122,8 @@ class StreamView {
     for (let y = 0; y < H; y++) {
       const row = F - 1 - Math.min(F - 1, Math.floor((y / H) * F));   // low frequencies at the bottom
       for (let j = 0; j < n; j++) {
-        const c = RAMP[Math.max(0, Math.min(255, Math.round(((vals[row][j] - this.lo) / span) * 255)))];
+        const v = vals[row][j];
+        const c = v === null ? RAMP[0] : RAMP[Math.max(0, Math.min(255, Math.round(((v - this.lo) / span) * 255)))];
         for (let k = 0; k < colW; k++) {
           const o = (y * n * colW + j * colW + k) * 4;
           img.data[o] = c[0];

@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import inspect
 import itertools
 import json
 import logging
@@ -48,7 +49,7 @@ import re
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -370,9 +371,10 @@ class EngineStream(Protocol):
 
 
 class StreamOpener(Protocol):
-    """``Engine.open_stream``: opens one scored stream for 16-bit mono PCM at the given rate."""
+    """Opens one scored stream for 16-bit mono PCM at ``sample_rate``; ``labels`` say whose audio it is
+    (``participant``, ``label``, ``peer``, ``protocol``) for the sinks. Raising refuses the track."""
 
-    async def __call__(self, stream_id: str, sample_rate: int) -> EngineStream: ...
+    async def __call__(self, stream_id: str, sample_rate: int, labels: dict[str, str]) -> EngineStream: ...
 
 
 class Channel(Protocol):
@@ -389,7 +391,7 @@ def engine_opener(engine: Any, stream_config: Any = None) -> StreamOpener:
     """Adapt an :class:`stream_guard.engine.Engine` to :class:`StreamOpener` (16-bit mono PCM streams)."""
     from stream_guard.core import AudioFormat
 
-    async def open_stream(stream_id: str, sample_rate: int) -> EngineStream:
+    async def open_stream(stream_id: str, sample_rate: int, labels: dict[str, str]) -> EngineStream:
         fmt = AudioFormat(sample_rate, "pcm16", 1)
         if stream_config is None:
             return await engine.open_stream(stream_id, fmt)
@@ -710,7 +712,6 @@ class WebRTCSession:
                     "codec": self._codec_of(slot),
                 }
             )
-            self.gateway._announce(slot.stream_id, self.peer_id, slot.label)
             slot.task = asyncio.ensure_future(self._run_slot(slot))
         log.info(
             "webrtc %s: %d audio track(s) from %s", self.peer_id, len(self.slots), self.info.client or "?"
@@ -737,7 +738,9 @@ class WebRTCSession:
 
     async def _open_slot(self, track: Any, stream_id: str, label: TrackLabel) -> _StreamSlot:
         try:
-            stream = await self.gateway.open_stream(stream_id, self.config.sample_rate)
+            labels = {"participant": label.participant, "label": label.label, "peer": self.peer_id}
+            labels["protocol"] = "webrtc"
+            stream = await self.gateway.open_stream(stream_id, self.config.sample_rate, labels)
         except Exception as exc:
             raise SignallingError(
                 "stream_refused", f"stream {stream_id} refused: {exc}", CLOSE_TRY_AGAIN
@@ -762,7 +765,7 @@ class WebRTCSession:
     async def _pump_events(self, slot: _StreamSlot) -> None:
         """Forward the stream's events to this client and to the gateway's subscribers, until its summary."""
         async for event in slot.ingest.stream.events():
-            self.gateway._publish(event)
+            await self.gateway._publish(event)
             await self.send({"type": "event", "event": event.to_dict()})
             if isinstance(event, SummaryEvent):
                 slot.summary = event
@@ -895,9 +898,9 @@ class WebRTCGateway:
     """Admits peers under the configured limits, runs a :class:`WebRTCSession` per signalling connection.
 
     ``open_stream`` opens an engine stream for 16-bit mono PCM (see :func:`engine_opener`); ``on_event``
-    receives every event of every WebRTC stream (the server publishes them on ``/v1/events``); ``on_stream``
-    hears of each new stream with its participant and label. ``on_pcm`` (diagnostics, benchmarks) sees each
-    resampled chunk with its arrival time.
+    receives every event of every WebRTC stream, in order (the server publishes them on ``/v1/events``; it
+    may be a coroutine function, awaited before the client gets the event). ``on_pcm`` (diagnostics,
+    benchmarks) sees each resampled chunk with its arrival time.
     """
 
     def __init__(
@@ -906,14 +909,12 @@ class WebRTCGateway:
         config: WebRTCConfig | None = None,
         *,
         on_event: Callable[[Event], Any] | None = None,
-        on_stream: Callable[[str, str, TrackLabel], Any] | None = None,
         on_pcm: Callable[[str, np.ndarray, float], None] | None = None,
     ) -> None:
         _require_aiortc()
         self.open_stream = open_stream
         self.config = config or WebRTCConfig()
         self.on_event = on_event
-        self.on_stream = on_stream
         self.on_pcm = on_pcm
         self.sessions: set[WebRTCSession] = set()
         self.counters: dict[str, int] = {"peers_total": 0, "rejected_too_many_peers": 0}
@@ -923,19 +924,15 @@ class WebRTCGateway:
     def _register_pc(self, pc: Any) -> None:
         self._pcs.add(pc)
 
-    def _publish(self, event: Event) -> None:
-        if self.on_event is not None:
-            try:
-                result = self.on_event(event)
-                if isinstance(result, Awaitable):
-                    asyncio.ensure_future(result)
-            except Exception:
-                log.exception("webrtc: event subscriber failed")
-
-    def _announce(self, stream_id: str, peer_id: str, label: TrackLabel) -> None:
-        if self.on_stream is not None:
-            with contextlib.suppress(Exception):
-                self.on_stream(stream_id, peer_id, label)
+    async def _publish(self, event: Event) -> None:
+        if self.on_event is None:
+            return
+        try:
+            result = self.on_event(event)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # a failing sink must not end the stream
+            log.exception("webrtc: event subscriber failed")
 
     async def handle(self, channel: Channel, *, client: str = "") -> None:
         """Serve one signalling connection to its end (the websocket handler of ``/v1/webrtc``)."""
@@ -981,6 +978,49 @@ class WebRTCGateway:
             if not self.sessions:
                 break
             await asyncio.sleep(0.05)
+
+
+def server_gateway(server: Any, config: WebRTCConfig | None = None) -> WebRTCGateway:
+    """The gateway behind ``/v1/webrtc`` in ``stream-guard serve``
+    (:class:`stream_guard.server.app.StreamGuardServer`).
+
+    WebRTC streams are the server's streams like any other: they count against ``limits.max_streams`` (a
+    track over the limit is refused with ``stream_refused``), they use the server's hop, and their events go
+    through ``server.publish`` (``/v1/events``, metrics, JSON lines, webhooks with the participant's labels).
+    A server bound to a loopback address gathers loopback ICE candidates unless ``config`` says otherwise.
+    """
+    from stream_guard.core import AudioFormat, StreamConfig
+    from stream_guard.server.app import ActiveStream
+    from stream_guard.server.config import is_loopback
+
+    if config is None:
+        config = WebRTCConfig(loopback=is_loopback(server.config.host))
+
+    async def open_stream(stream_id: str, sample_rate: int, labels: dict[str, str]) -> EngineStream:
+        limit = server.config.limits.max_streams
+        if len(server.active) >= limit:
+            server.metrics.rejects.labels("max_streams").inc()
+            raise RuntimeError(f"server at capacity ({limit} streams)")
+        fmt = AudioFormat(sample_rate, "pcm16", 1)
+        stream = await server.engine.open_stream(
+            stream_id, fmt, StreamConfig(hop_s=server.config.hop_s, realtime=True)
+        )
+        server.active[stream_id] = ActiveStream(stream, "webrtc", dict(labels), fmt, time.monotonic())
+        server.metrics.streams.labels("webrtc").inc()
+        server.metrics.active_streams.labels("webrtc").inc()
+        return stream
+
+    async def on_event(event: Event) -> None:
+        active = server.active.get(event.stream)
+        if active is None:
+            server.hub.publish(event)
+            return
+        await server.publish(event, active)
+        if isinstance(event, SummaryEvent):
+            server.active.pop(event.stream, None)
+            server.metrics.active_streams.labels("webrtc").dec()
+
+    return WebRTCGateway(open_stream, config, on_event=on_event)
 
 
 # ----------------------------------------------------------------------------------------------------

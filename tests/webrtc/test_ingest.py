@@ -205,8 +205,11 @@ def test_fifty_peers_at_once_over_the_limit(bundle_path):
         async with running_gateway(bundle_path, config) as h:
             baseline_tasks = other_tasks()
             clients = [
-                WebRTCClient(h.url, [ClientTrack(pcm_audio_track(noise(30.0, 0.05, seed=i), RATE), f"p{i}")],
-                             loopback=True)
+                WebRTCClient(
+                    h.url,
+                    [ClientTrack(pcm_audio_track(noise(30.0, 0.05, seed=i), RATE), f"p{i}")],
+                    loopback=True,
+                )
                 for i in range(50)
             ]
             results = await asyncio.gather(*(c.connect() for c in clients), return_exceptions=True)
