@@ -229,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
         out = console if args.jsonl == "-" else Console(highlight=False)  # stdout stays JSON with --jsonl -
         if not out.is_terminal:
             out.width = max(out.width, 160)
-        out.print(scan_summary_table([outcome], backend.metadata.name))
+        out.print(scan_summary_table([outcome], backend.metadata.name, command="listen"))
     if source is not None and (source.dropped_blocks or source.overflows):
         console.print(
             f"[yellow]audio lost: {source.dropped_blocks} blocks dropped (slow consumer), "

@@ -41,10 +41,10 @@ class FileOutcome:
     duration_s: float = 0.0
 
 
-def scan_summary_table(outcomes: Sequence[FileOutcome], model: str) -> Table:
-    """The table ``scan`` prints at the end: one row per file, failures included with their reason."""
-    table = Table(title=f"stream-guard scan  (model: {model})", title_justify="left", expand=False)
-    table.add_column("file", overflow="fold")
+def scan_summary_table(outcomes: Sequence[FileOutcome], model: str, command: str = "scan") -> Table:
+    """The table `scan` (and `listen`) prints at the end: one row per stream, failures with their reason."""
+    table = Table(title=f"stream-guard {command}  (model: {model})", title_justify="left", expand=False)
+    table.add_column("file" if command == "scan" else "stream", overflow="fold")
     table.add_column("verdict")
     table.add_column("P(synth)", justify="right")
     table.add_column("score", justify="right")

@@ -147,6 +147,13 @@ def test_scan_bad_inputs_fail_clearly_and_the_good_file_still_scans(
     assert by_stream[str(clip16k)][-1]["windows"] >= 4
 
 
+def test_scan_refuses_files_longer_than_max_duration(tiny_bundle: Path, clip16k: Path) -> None:
+    result = run_cli("scan", str(clip16k), "--model", str(tiny_bundle), "--max-duration", "2")
+    assert result.returncode == 1
+    assert f"{clip16k}: is too long (0:00:03 of audio; the limit is 0:00:02" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_scan_with_a_model_that_is_not_a_bundle(tmp_path: Path, clip16k: Path) -> None:
     bogus = tmp_path / "model.onnx"
     bogus.write_bytes(b"\x00\x01 definitely not protobuf" * 10)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -140,6 +141,42 @@ def test_listen_on_a_virtual_microphone_scores_like_scan(
     assert difference <= SCORE_TOLERANCE
     assert mic_events[-1]["verdict"] == scan_events[-1]["verdict"] == "synthetic"
     assert "verdict" in out  # the summary table
+
+
+@pytest.mark.slow
+def test_listen_ends_cleanly_on_ctrl_c_with_a_summary(
+    pulse: PulseDaemon, bundle: Path, tmp_path: Path
+) -> None:
+    events_path = tmp_path / "mic.jsonl"
+    listen = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "stream_guard.cli",
+            "listen",
+            "--jsonl",
+            str(events_path),
+            "--model",
+            str(bundle),
+        ],
+        env=pulse.env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until it has scored something, then press Ctrl-C
+        if events_path.exists() and '"type":"score"' in events_path.read_text():
+            break
+        time.sleep(0.2)
+    listen.send_signal(signal.SIGINT)
+    out, err = listen.communicate(timeout=60)
+    assert listen.returncode == 0, err
+    assert "Traceback" not in err
+    events = [json.loads(line) for line in events_path.read_text().splitlines()]
+    assert events[-1]["type"] == "summary" and events[-1]["windows"] >= 1
+    assert "stream-guard listen" in out and "mic:" in out
 
 
 def test_listen_without_an_input_device_says_so(bundle: Path, tmp_path: Path) -> None:
