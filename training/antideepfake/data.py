@@ -1,21 +1,22 @@
 """Manifests, audio loading and duration-bucketed batching for AntiDeepfake fine-tuning and evaluation.
 
-Two manifest formats are read, both CSV with a header:
+Formats read (detected from the file):
 
-* the project corpus manifest (``path,label,system,speaker,language,split,duration,licence``; written by the
-  corpus builder): relative paths are resolved against the manifest's folder;
-* AntiDeepfake's protocol CSV (``ID,Label,Duration,SampleRate,Path,Attack,Speaker,Proportion,...``): ``$ROOT``
-  in ``Path`` is replaced by ``data_root``; the subset is the ID prefix before the first ``-`` (AntiDeepfake's
-  convention for per-database rows in its evaluation), the system is ``Attack``.
+* the project corpus manifest (CSV ``path,label,system,...,split,duration,...``, written by the corpus
+  builder): relative paths are resolved against the manifest's folder; the subset is the ``source`` column;
+* AntiDeepfake's protocol CSV (``ID,Label,Duration,SampleRate,Path,Attack,...``), In-the-Wild ``meta.csv`` and
+  ASVspoof 2019 LA protocol files (``ASVspoof2019.LA.cm.*.txt``), through the corpus package's readers: for
+  AntiDeepfake's CSV ``$ROOT`` becomes ``data_root``, the subset is the ID prefix before the first ``-``
+  (AntiDeepfake's per-database rows) and the system is ``Attack``.
 
 Labels follow AntiDeepfake: ``real`` = 1, ``fake`` = 0; ``bonafide``/``bona-fide``/``genuine`` and
-``spoof``/``synthetic`` are accepted as synonyms, anything else is an error naming the file and line.
-"""
+``spoof``/``synthetic`` are accepted as synonyms, anything else is an error naming the file and line."""
 
 from __future__ import annotations
 
 import csv
 import math
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -47,6 +48,7 @@ class Utterance:
     split: str = ""
     speaker: str = ""
     duration: float | None = None
+    channel: str = ""
 
     @property
     def label_name(self) -> str:
@@ -80,6 +82,8 @@ def read_manifest(
     p = Path(path).expanduser()
     if not p.is_file():
         raise ManifestError(f"{p}: no such manifest file")
+    if p.suffix == ".txt" and "ASVspoof2019" in p.name:
+        return _from_corpus_reader("asvspoof2019", p, data_root, split)
     with p.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         header = [h.strip() for h in (reader.fieldnames or [])]
@@ -89,24 +93,10 @@ def read_manifest(
     lower = {h.lower(): h for h in header}
     items: list[Utterance] = []
     if {"id", "label", "path"} <= set(lower) and "Path" in header:
-        root = str(Path(data_root).expanduser()) if data_root is not None else str(p.parent)
-        for n, row in enumerate(rows, start=2):
-            where = f"{p}:{n}"
-            uid = row["ID"].strip()
-            raw_path = row["Path"].strip().replace("$ROOT", root)
-            items.append(
-                Utterance(
-                    uid=uid,
-                    path=_resolve(raw_path, p.parent),
-                    label=parse_label(row["Label"], where),
-                    system=(row.get("Attack") or "-").strip() or "-",
-                    subset=uid.split("-", 1)[0] if "-" in uid else "",
-                    split=_norm_split(row.get("Proportion") or ""),
-                    speaker=(row.get("Speaker") or "").strip(),
-                    duration=_float_or_none(row.get("Duration")),
-                )
-            )
-    elif {"path", "label"} <= set(lower):
+        return _from_corpus_reader("antideepfake", p, data_root, split)
+    if [h.lower() for h in header] == ["file", "speaker", "label"]:
+        return _from_corpus_reader("in-the-wild", p, data_root, split)
+    if {"path", "label"} <= set(lower):
         col = lower
         base = Path(data_root).expanduser() if data_root is not None else p.parent
         for n, row in enumerate(rows, start=2):
@@ -124,10 +114,11 @@ def read_manifest(
                     path=_resolve(raw_path, base),
                     label=label,
                     system=system,
-                    subset=(row.get(col.get("language", ""), "") or "").strip(),
+                    subset=(row.get(col.get("source", col.get("language", "")), "") or "").strip(),
                     split=_norm_split(row.get(col.get("split", ""), "") or ""),
                     speaker=(row.get(col.get("speaker", ""), "") or "").strip(),
                     duration=_float_or_none(row.get(col.get("duration", ""))),
+                    channel=(row.get(col.get("channel", ""), "") or "").strip(),
                 )
             )
     else:
@@ -140,6 +131,49 @@ def read_manifest(
         items = [u for u in items if u.split == wanted]
     if not items:
         raise ManifestError(f"{p}: no utterances" + (f" in split {split!r}" if split else ""))
+    return items
+
+
+def _from_corpus_reader(
+    kind: str, path: Path, data_root: str | Path | None, split: str | None
+) -> list[Utterance]:
+    """Standard corpora through the corpus package's readers (one parser per protocol in the project)."""
+    from training.corpus.readers import (
+        ProtocolError,
+        read_antideepfake_csv,
+        read_asvspoof2019_la,
+        read_in_the_wild,
+    )
+
+    try:
+        if kind == "antideepfake":
+            rows, problems = read_antideepfake_csv(path, data_root)
+        elif kind == "in-the-wild":
+            rows, problems = read_in_the_wild(path, data_root)
+        else:
+            rows, problems = read_asvspoof2019_la(path, data_root)
+    except ProtocolError as exc:
+        raise ManifestError(str(exc)) from None
+    for problem in problems[:20]:
+        print(f"warning: {problem}", file=sys.stderr)
+    items = [
+        Utterance(
+            uid=row.clip_id or row.path,
+            path=Path(row.path),
+            label=0 if row.label == "spoof" else 1,
+            system=row.system,
+            subset=row.source,
+            split=_norm_split(row.split),
+            speaker=row.speaker,
+            duration=row.duration if row.duration and row.duration > 0 else None,
+            channel=row.channel,
+        )
+        for row in rows
+    ]
+    if split is not None:
+        items = [u for u in items if u.split == _norm_split(split)]
+    if not items:
+        raise ManifestError(f"{path}: no utterances" + (f" in split {split!r}" if split else ""))
     return items
 
 

@@ -4,9 +4,9 @@ Scoring follows AntiDeepfake's test pipeline: each file whole, 16 kHz, per-utter
 (no cropping), unless ``max_seconds`` caps very long files (memory grows with length). The score is
 logit(fake) - logit(real); AntiDeepfake's own CSV stores P(real) = sigmoid(-score), which ranks identically.
 
-The report has a pooled row, one row per subset (ID prefix before the first ``-``, AntiDeepfake's convention;
-for corpus manifests the language column) and one row per spoof system (that system's fakes against all real
-clips), as markdown and JSON.
+The report has a pooled row, one row per subset (ID prefix before the first ``-``, AntiDeepfake's
+convention; the source column of corpus manifests), one per channel when the manifest has several, and one
+per spoof system (that system's fakes against all real clips), as markdown and JSON.
 """
 
 from __future__ import annotations
@@ -179,6 +179,11 @@ def build_report(
         for name in subsets_names:
             mask = np.array([s.utt.subset == name for s in scored])
             subsets.append(table_row(name, scores[mask], labels[mask], threshold))
+    channels = sorted({s.utt.channel for s in scored if s.utt.channel})
+    if len(channels) > 1:
+        for name in channels:
+            mask = np.array([s.utt.channel == name for s in scored])
+            subsets.append(table_row(f"channel {name}", scores[mask], labels[mask], threshold))
     systems = []
     real_mask = labels == 1
     for name in sorted({s.utt.system for s in scored if s.utt.label == 0}):
