@@ -9,7 +9,9 @@ worker is free means batches grow by themselves under load, where they pay off.
 Every queue is bounded. A real-time stream that has ``stream_queue_limit`` windows waiting loses its stalest
 one (a live monitor wants the newest audio judged, not a backlog), and when the whole queue holds
 ``queue_limit`` windows the stalest real-time window of any stream goes; each drop is reported to the window's
-owner and counted. Offline streams (files) are never dropped: their ``feed`` waits for room instead.
+owner and counted. A real-time window that waited longer than ``max_delay_ms`` is dropped too, so under
+sustained overload latency stays bounded and the loss shows up as counted drops. Offline streams (files) are
+never dropped: their ``feed`` waits for room instead.
 """
 
 from __future__ import annotations
@@ -38,15 +40,18 @@ class EngineConfig:
     """Scheduling limits shared by all streams of an engine.
 
     ``max_batch`` windows per backend call; ``max_wait_ms`` the longest a window waits for a fuller batch;
-    ``queue_limit`` windows waiting in total and ``stream_queue_limit`` per stream; ``workers`` concurrent
-    backend calls (1 suits a CPU backend that already uses every core; more can help a GPU);
-    ``latency_samples`` the number of recent latencies kept for percentiles.
+    ``queue_limit`` windows waiting in total and ``stream_queue_limit`` per stream; ``max_delay_ms`` the age
+    (from a window's last sample) beyond which a real-time window is dropped instead of scored: a verdict
+    seconds late is worth less than keeping up with the live audio (None = never drop for age);
+    ``workers`` concurrent backend calls (1 suits a CPU backend that already uses every core; more can help a
+    GPU); ``latency_samples`` the number of recent latencies kept for percentiles.
     """
 
     max_batch: int = 32
     max_wait_ms: float = 10.0
     queue_limit: int = 4096
-    stream_queue_limit: int = 32
+    stream_queue_limit: int = 8
+    max_delay_ms: float | None = 2000.0
     workers: int = 1
     latency_samples: int = 20000
 
@@ -55,6 +60,8 @@ class EngineConfig:
             raise ValueError("max_batch, workers, queue_limit and stream_queue_limit must be >= 1")
         if self.max_wait_ms < 0:
             raise ValueError("max_wait_ms must be >= 0")
+        if self.max_delay_ms is not None and self.max_delay_ms <= self.max_wait_ms:
+            raise ValueError("max_delay_ms must exceed max_wait_ms")
 
 
 class WindowOwner(Protocol):
@@ -208,9 +215,14 @@ class Scheduler:
 
     def _take(self, group: deque[_Item], n: int) -> list[_Item]:
         batch: list[_Item] = []
+        max_delay = self.config.max_delay_ms
+        oldest_ok = self._clock() - max_delay / 1000.0 if max_delay is not None else None
         while group and len(batch) < n:
             item = group.popleft()
             if item.state != "queued":
+                continue
+            if oldest_ok is not None and item.owner.realtime and item.window.ready_at < oldest_ok:
+                self._drop(item)  # too old to matter for a live stream
                 continue
             item.state = "taken"
             self._group_live[item.window.length] -= 1

@@ -53,7 +53,7 @@ def test_engine_stream_matches_sans_io_reference(backend) -> None:
 
     async def main():
         async with Engine(backend) as engine:
-            stream = await engine.open_stream("call", fmt)
+            stream = await engine.open_stream("call", fmt, StreamConfig(realtime=False))
             consumer = asyncio.create_task(collect(stream))
             await feed_in_chunks(stream, data, seed=1, max_len=400)
             summary = await stream.close()
@@ -77,7 +77,7 @@ def test_scan_equals_streaming_at_another_rate(backend, bundle_path) -> None:
 
     async def main():
         async with Engine(backend) as engine:
-            stream = await engine.open_stream("s", fmt)
+            stream = await engine.open_stream("s", fmt, StreamConfig(realtime=False))
             consumer = asyncio.create_task(collect(stream))
             await feed_in_chunks(stream, encode(x441, fmt), seed=3, max_len=20000)
             await stream.close()
@@ -96,7 +96,7 @@ def test_windows_of_many_streams_share_batches(backend) -> None:
     signals = [speechlike(4.0, level=0.03 if i % 2 else 0.3, seed=i) for i in range(n_streams)]
 
     async def main():
-        cfg = EngineConfig(max_batch=16, max_wait_ms=20)
+        cfg = EngineConfig(max_batch=16, max_wait_ms=20, stream_queue_limit=64, max_delay_ms=None)
         async with Engine(slow, cfg) as engine:
             streams = [
                 await engine.open_stream(f"s{i}", AudioFormat(16000, "float32")) for i in range(n_streams)
@@ -137,6 +137,22 @@ def test_overload_drops_stalest_windows_and_counts_them(backend) -> None:
     assert s_live.windows_dropped > 0 and s_live.windows + s_live.windows_dropped == total
     assert s_file.windows_dropped == 0 and s_file.windows == total
     assert stats["windows_dropped"] == s_live.windows_dropped
+
+
+def test_windows_too_old_for_a_live_stream_are_dropped(backend) -> None:
+    slow = SlowBackend(backend, delay_s=0.3)  # FAKE wrapper: each call takes 0.3 s
+
+    async def main():
+        cfg = EngineConfig(max_batch=1, max_wait_ms=0, stream_queue_limit=100, max_delay_ms=500)
+        async with Engine(slow, cfg) as engine:
+            s = await engine.open_stream("live", AudioFormat(16000, "float32"), StreamConfig(warmup=False))
+            await s.feed(speechlike(10.0, level=0.1))  # 17 windows at once, far more than 0.5 s can score
+            return await s.close()
+
+    summary = run(main())
+    total = 17
+    assert summary.windows + summary.windows_dropped == total
+    assert 1 <= summary.windows <= 3  # the queue limit is far away: the drops are for age
 
 
 def test_bad_audio_costs_only_its_stream(backend) -> None:
@@ -200,7 +216,7 @@ def test_slow_consumer_loses_maps_first_never_the_summary(backend) -> None:
     async def main():
         async with Engine(backend) as engine:
             s = await engine.open_stream(
-                "s", AudioFormat(16000, "float32"), StreamConfig(event_queue_limit=8)
+                "s", AudioFormat(16000, "float32"), StreamConfig(event_queue_limit=8, realtime=False)
             )
             await s.feed(speechlike(15.0, level=0.1))
             summary = await s.close()
@@ -221,7 +237,7 @@ def test_per_channel_stream_through_the_engine(backend) -> None:
 
     async def main():
         async with Engine(backend) as engine:
-            s = await engine.open_stream("call", fmt, StreamConfig(split_channels=True))
+            s = await engine.open_stream("call", fmt, StreamConfig(split_channels=True, realtime=False))
             consumer = asyncio.create_task(collect(s))
             await feed_in_chunks(s, encode(stereo, fmt), seed=5, max_len=3001)
             summary = await s.close()
