@@ -510,7 +510,7 @@ class BuildReport:
 
 
 def build(
-    profile_name: str = "tiny",
+    profile_name: str | Profile = "tiny",
     cache: Path | None = None,
     jobs: int = 1,
     debs_dir: Path | None = None,
@@ -518,9 +518,12 @@ def build(
     console: Console | None = None,
 ) -> BuildReport:
     """Build (or resume) a corpus profile; returns where the manifest is and what was skipped."""
-    if profile_name not in PROFILES:
+    if isinstance(profile_name, Profile):
+        profile = profile_name
+    elif profile_name in PROFILES:
+        profile = PROFILES[profile_name]
+    else:
         raise ValueError(f"unknown profile {profile_name!r}; choose one of {sorted(PROFILES)}")
-    profile = PROFILES[profile_name]
     cfg = config or ProcessConfig()
     cache = (cache or default_cache()).expanduser()
     console = console or Console(stderr=True)
