@@ -173,6 +173,11 @@ class StreamState:
     # --- audio in -----------------------------------------------------------------------------------------
 
     @property
+    def windows_cut(self) -> int:
+        """Windows handed out so far (scored, dropped, failed or still waiting)."""
+        return self._next_index
+
+    @property
     def outstanding(self) -> int:
         """Windows handed out whose result has not been applied yet."""
         return len(self._issued)

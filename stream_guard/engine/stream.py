@@ -101,6 +101,10 @@ class Stream:
         return self._queue.dropped
 
     @property
+    def windows_cut(self) -> int:
+        return sum(c.state.windows_cut for c in self._channels)
+
+    @property
     def windows_dropped(self) -> int:
         return sum(c.state.dropped for c in self._channels)
 
@@ -154,15 +158,23 @@ class Stream:
         return True
 
     async def _submit(self, windows: list[tuple[_Channel, Window]]) -> None:
-        for ch, w in windows:
-            if not self.config.realtime:
-                await self._scheduler.wait_for_room(ch)
-                if self._consumer_attached:
-                    outstanding = sum(c.state.outstanding for c in self._channels)
-                    room = self._queue.limit - _EVENTS_PER_WINDOW * (outstanding + 1)
-                    await self._queue.wait_below(max(1, room))
-            self._idle.clear()
-            self._scheduler.submit(w, ch)
+        done = 0
+        try:
+            for ch, w in windows:
+                if not self.config.realtime:
+                    await self._scheduler.wait_for_room(ch)
+                    if self._consumer_attached:
+                        outstanding = sum(c.state.outstanding for c in self._channels)
+                        room = self._queue.limit - _EVENTS_PER_WINDOW * (outstanding + 1)
+                        await self._queue.wait_below(max(1, room))
+                self._idle.clear()
+                self._scheduler.submit(w, ch)
+                done += 1
+        finally:
+            # cancelled while waiting for room: the windows never queued count as dropped, so close() still
+            # finds every window resolved instead of waiting for results that will never come
+            for ch, w in windows[done:]:
+                ch.deliver_dropped(w)
 
     # --- results in ---------------------------------------------------------------------------------------
 
@@ -208,7 +220,10 @@ class Stream:
             for ch in self._channels:
                 tail.extend((ch, w) for w in ch.state.finish())
             await self._submit(tail)
-            await self._idle.wait()
+            # a feed() running concurrently may still be queueing windows it cut: wait for every one
+            while any(c.state.outstanding for c in self._channels):
+                self._idle.clear()
+                await self._idle.wait()
             summaries = []
             for ch in self._channels:
                 for ev in ch.state.flush():

@@ -261,3 +261,29 @@ def test_engine_close_closes_open_streams(backend) -> None:
     summary, stats = run(main())
     assert summary is not None and summary.windows == 4
     assert stats["streams_open"] == 0 and stats["streams_closed"] == 1
+
+
+def test_close_while_feeding_and_cancelled_feeds_still_finish(backend) -> None:
+    slow = SlowBackend(backend, delay_s=0.05)  # FAKE wrapper: keeps feed() waiting for queue room
+
+    async def main():
+        cfg = EngineConfig(max_batch=1, max_wait_ms=0, stream_queue_limit=1)
+        async with Engine(slow, cfg) as engine:
+            a = await engine.open_stream("a", AudioFormat(16000, "float32"), StreamConfig(realtime=False))
+            b = await engine.open_stream("b", AudioFormat(16000, "float32"), StreamConfig(realtime=False))
+            feed_a = asyncio.create_task(a.feed(speechlike(10.0, level=0.1)))
+            feed_b = asyncio.create_task(b.feed(speechlike(10.0, level=0.1)))
+            await asyncio.sleep(0.2)
+            feed_b.cancel()  # e.g. the client's connection task was cancelled mid-feed
+            summary_a, summary_b = await asyncio.gather(a.close(), b.close())
+            results = await asyncio.gather(feed_a, feed_b, return_exceptions=True)
+            return summary_a, summary_b, results, a._channels[0].state, b._channels[0].state
+
+    summary_a, summary_b, results, state_a, state_b = run(main())
+    assert isinstance(results[0], (bool, StreamClosedError))
+    assert isinstance(results[1], asyncio.CancelledError)
+    for summary, state in ((summary_a, state_a), (summary_b, state_b)):
+        assert (
+            summary.windows + summary.windows_dropped == state._next_index
+        )  # every cut window accounted for
+        assert summary.windows >= 1
