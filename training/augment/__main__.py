@@ -89,7 +89,7 @@ def demo(out_dir: Path, input_path: Path | None = None, seed: int = 0) -> Path:
             print(f"{title}: skipped ({exc})")
     cols = 2
     rows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(12, 2.1 * rows), sharex=True, sharey=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(11, 1.9 * rows), sharex=True, sharey=True)
     for ax, (title, y) in zip(axes.flat, panels, strict=False):
         f, tt, s = signal.spectrogram(y, fs=SAMPLE_RATE, nperseg=512, noverlap=384)
         ax.pcolormesh(
@@ -103,7 +103,7 @@ def demo(out_dir: Path, input_path: Path | None = None, seed: int = 0) -> Path:
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / "augmentations.png"
-    fig.savefig(out, dpi=80)
+    fig.savefig(out, dpi=60)
     plt.close(fig)
     return out
 
