@@ -229,7 +229,9 @@ def run(args: argparse.Namespace) -> int:
         out = console if args.jsonl == "-" else Console(highlight=False)  # stdout stays JSON with --jsonl -
         if not out.is_terminal:
             out.width = max(out.width, 160)
-        out.print(scan_summary_table([outcome], backend.metadata.name, command="listen"))
+        out.print(
+            scan_summary_table([outcome], backend.metadata.name, command="listen", compact=out.width < 110)
+        )
     if source is not None and (source.dropped_blocks or source.overflows):
         console.print(
             f"[yellow]audio lost: {source.dropped_blocks} blocks dropped (slow consumer), "

@@ -30,7 +30,7 @@ from stream_guard.cli.common import (
     load_backend,
     positive_float,
     positive_int,
-    print_warning,
+    print_error,
     stderr_console,
 )
 from stream_guard.events import ErrorEvent, Event, ScoreEvent, SummaryEvent
@@ -361,7 +361,7 @@ def run(args: argparse.Namespace) -> int:
 
     for outcome in outcomes:
         if outcome.error is not None:
-            print_warning(outcome.error)
+            print_error(outcome.error)
 
     if args.map_png is not None:
         threshold_p = meta.calibration.probability(meta.calibration.threshold)
@@ -374,7 +374,7 @@ def run(args: argparse.Namespace) -> int:
         table_console = console if args.jsonl == "-" else Console(highlight=False)
         if not table_console.is_terminal:  # a pipe or a file: do not squeeze paths into 80 columns
             table_console.width = max(table_console.width, 160)
-        table_console.print(scan_summary_table(outcomes, meta.name))
+        table_console.print(scan_summary_table(outcomes, meta.name, compact=table_console.width < 110))
         for job in jobs:
             for part in sorted(job.channel_summaries, key=lambda s: s.stream):
                 table_console.print(

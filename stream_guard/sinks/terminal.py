@@ -41,28 +41,32 @@ class FileOutcome:
     duration_s: float = 0.0
 
 
-def scan_summary_table(outcomes: Sequence[FileOutcome], model: str, command: str = "scan") -> Table:
-    """The table `scan` (and `listen`) prints at the end: one row per stream, failures with their reason."""
+def scan_summary_table(
+    outcomes: Sequence[FileOutcome], model: str, command: str = "scan", compact: bool = False
+) -> Table:
+    """The table `scan` (and `listen`) prints at the end: one row per stream, failures with their reason.
+
+    ``compact`` (for terminals narrower than about 110 columns) leaves out the raw score columns, so that the
+    verdict and probability never wrap; the file and notes columns fold instead.
+    """
     table = Table(title=f"stream-guard {command}  (model: {model})", title_justify="left", expand=False)
-    table.add_column("file" if command == "scan" else "stream", overflow="fold")
-    table.add_column("verdict")
-    table.add_column("P(synth)", justify="right")
-    table.add_column("score", justify="right")
-    table.add_column("max score", justify="right")
-    table.add_column("synth. windows", justify="right")
-    table.add_column("duration", justify="right")
-    table.add_column("notes", overflow="fold")
+    table.add_column("file" if command == "scan" else "stream", overflow="fold", ratio=3, min_width=12)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("P(synth)", justify="right", no_wrap=True)
+    if not compact:
+        table.add_column("score", justify="right", no_wrap=True)
+        table.add_column("max", justify="right", no_wrap=True)
+    table.add_column("synth.", justify="right", no_wrap=True)
+    table.add_column("duration", justify="right", no_wrap=True)
+    table.add_column("notes", overflow="fold", ratio=2, min_width=10)
+    blanks = ["", "", ""] if compact else ["", "", "", "", ""]
     for item in outcomes:
         if item.summary is None:
+            reason = item.error or ""
+            if reason.startswith(f"{item.name}: "):  # the row already names the file
+                reason = reason[len(item.name) + 2 :]
             table.add_row(
-                item.name,
-                Text("failed", style="bold magenta"),
-                "",
-                "",
-                "",
-                "",
-                "",
-                Text(item.error or "", style="magenta"),
+                item.name, Text("failed", style="bold magenta"), *blanks, Text(reason, style="magenta")
             )
             continue
         s = item.summary
@@ -71,12 +75,12 @@ def scan_summary_table(outcomes: Sequence[FileOutcome], model: str, command: str
             notes = ", ".join(filter(None, [notes, f"{s.windows_dropped} windows dropped"]))
         if s.alerts:
             notes = ", ".join(filter(None, [notes, f"{s.alerts} alert(s)"]))
+        scores = [] if compact else [_fmt(s.score), _fmt(s.max_score)]
         table.add_row(
             item.name,
             verdict_text(s.verdict),
             _fmt(s.probability),
-            _fmt(s.score),
-            _fmt(s.max_score),
+            *scores,
             f"{100.0 * s.synthetic_fraction:.0f}% of {s.windows}",
             f"{s.duration_s:.1f} s",
             notes,

@@ -107,7 +107,18 @@ def test_scan_table_lists_failures_with_their_reason() -> None:
     console.print(table)
     text = console.file.getvalue()
     assert "good.wav" in text and "synthetic" in text
-    assert "bad.wav: file is empty" in text and "failed" in text
+    assert "bad.wav" in text and "file is empty" in text and "failed" in text
+    assert "bad.wav: file is empty" not in text  # the row names the file once
+
+
+def test_compact_scan_table_keeps_verdicts_on_one_line_in_80_columns() -> None:
+    summary = _events()[-1]
+    outcomes = [FileOutcome("a/rather/long/path/to/some/recording-0001.wav", summary=summary)]
+    console = Console(file=io.StringIO(), width=80)
+    console.print(scan_summary_table(outcomes, "m", compact=True))
+    text = console.file.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "synthetic" in text and "0.600" in text
 
 
 def test_live_view_tracks_verdict_alert_and_strip() -> None:
