@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 EXIT_OK = 0
@@ -132,19 +130,6 @@ def load_backend(choice: ModelChoice) -> Any:
         raise UserError(str(exc)) from None
     except BackendError as exc:
         raise UserError(str(exc)) from None
-
-
-def open_output(path: str) -> Any:
-    """Open a text output given on the command line; ``-`` is stdout. Errors name the path."""
-    if path == "-":
-        return sys.stdout
-    target = Path(path).expanduser()
-    try:
-        if target.parent and not target.parent.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-        return open(target, "w", encoding="utf-8")  # noqa: SIM115 - the caller owns and closes it
-    except OSError as exc:
-        raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
 def cpu_count() -> int:
