@@ -74,3 +74,17 @@ def dashboard_response(path: str) -> object | None:
     else:
         headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     return Response(200, "OK", headers, body)
+
+
+def same_origin(origin: str | None, host: str | None) -> bool:
+    """True when a browser's ``Origin`` names the host it connects to: the dashboard served by this server.
+
+    Browsers send ``Origin`` on websocket handshakes; the page at ``http://host:port/`` opening
+    ``ws://host:port/v1/events`` is the server's own page and is accepted without listing its origin.
+    """
+    if not origin or not host:
+        return False
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == host.strip().lower()

@@ -84,7 +84,8 @@ class StreamView {
     this.q(".latency").textContent = fmt(ev.latency_ms, 0);
     this.q(".reasons").textContent = (ev.reasons || []).join(", ");
     this.drawChart();
-    this.scoreLog.push({ window: ev.window_index, end_s: ev.end_s, score: ev.score, at: performance.timeOrigin + performance.now() });
+    const shownAt = performance.timeOrigin + performance.now();
+    this.scoreLog.push({ window: ev.window_index, end_s: ev.end_s, score: ev.score, probability: p, at: shownAt });
   }
 
   onMap(ev) {
@@ -141,6 +142,7 @@ class StreamView {
   onAlert(ev) {
     const raised = ev.state === "raised";
     this.node.dataset.alert = raised ? "raised" : "clear";
+    if (raised) this.node.dataset.alertsRaised = String(Number(this.node.dataset.alertsRaised || 0) + 1);
     this.q(".alert").hidden = !raised;
     this.q(".alert").textContent = raised ? `ALERT at ${fmt(ev.at_s, 1)} s` : "ALERT";
   }

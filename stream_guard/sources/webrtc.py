@@ -123,6 +123,8 @@ class WebRTCConfig:
     the peer connections open at once (each costs sockets, DTLS state and decoder tasks); more are refused
     with close code 1013 so a client retries later. ``stall_timeout_s`` ends a track that delivers no audio
     for that long. ``backlog_frames`` bounds the decoded frames waiting to be fed (drop-oldest beyond it).
+    ``codecs`` lists the accepted audio codecs in order of preference; ``opus_max_bitrate`` is the Opus
+    bitrate asked of senders (0 leaves it to them).
     """
 
     ice_servers: tuple[IceServer, ...] = ()
@@ -136,6 +138,7 @@ class WebRTCConfig:
     backlog_frames: int = 100
     sample_rate: int = 16000
     codecs: tuple[str, ...] = ("opus", "PCMU", "PCMA")
+    opus_max_bitrate: int = 128_000
 
     def __post_init__(self) -> None:
         if self.max_peers < 1 or self.max_tracks_per_peer < 1:
@@ -718,17 +721,33 @@ class WebRTCSession:
         )
 
     def _prefer_codecs(self, pc: Any) -> None:
-        """Restrict the answer to the configured codecs, in their order of preference."""
-        from aiortc import RTCRtpReceiver
+        """Answer with the configured codecs only, in their order of preference, and ask for good Opus.
 
-        caps = RTCRtpReceiver.getCapabilities("audio").codecs
+        aiortc negotiates the codecs while applying the offer (before any preference could be set on its
+        receive-only transceivers), so the negotiated list is filtered here, before the answer is written.
+        The Opus ``maxaveragebitrate`` in the answer tells the sender how many bits the receiver wants: at a
+        browser's default ~32 kbit/s, quiet noise-like sounds come out several dB too quiet and smeared, and
+        those are exactly the details a synthetic-speech detector looks at.
+        """
         order = [c.lower() for c in self.config.codecs]
-        prefs = sorted(
-            (c for c in caps if c.name.lower() in order), key=lambda c: order.index(c.name.lower())
-        )
         for t in pc.getTransceivers():
-            if t.kind == "audio" and prefs:
-                t.setCodecPreferences(prefs)
+            codecs = getattr(t, "_codecs", None)
+            if t.kind != "audio" or not codecs:
+                continue
+            kept = sorted(
+                (c for c in codecs if c.name.lower() in order), key=lambda c: order.index(c.name.lower())
+            )
+            if not kept:
+                raise SignallingError(
+                    "no_common_codec",
+                    f"the offer has none of the codecs this server accepts ({', '.join(self.config.codecs)})",
+                    CLOSE_UNSUPPORTED_MEDIA,
+                )
+            for c in kept:
+                if c.name.lower() == "opus" and self.config.opus_max_bitrate:
+                    c.parameters["maxaveragebitrate"] = self.config.opus_max_bitrate
+                    c.parameters.setdefault("useinbandfec", 1)
+            t._codecs = kept
 
     def _codec_of(self, slot: _StreamSlot) -> str | None:
         for t in self.pc.getTransceivers():
