@@ -656,7 +656,7 @@ def _print_summary(
         [replace(r, source=r.source if r.label == "bonafide" else r.system) for r in one_channel],
         ("label", "source", "split"),
     ).items():
-        table.add_row(label, name, split, str(n), f"{h:.2f}")
+        table.add_row(label, name, split, str(n), f"{h:.3f}")
     console.print(table)
     if one_channel:
         console.print(

@@ -161,3 +161,31 @@ def test_codecs_keep_length_and_alignment(codec: str, rate: int, bitrate: int) -
     lags = np.arange(-200, 201)
     corr = [np.dot(x[2000:14000], np.roll(y, -lag)[2000:14000]) for lag in lags]
     assert abs(int(lags[int(np.argmax(corr))])) <= 4  # the codec's own delay is compensated
+
+
+def test_prepare_removes_silence_padding_and_level_shortcuts() -> None:
+    """The same recording padded with digital silence, 12 dB quieter, or at another rate is stored (nearly)
+    the same way: none of these can tell a clip's origin after the corpus' shortcut removal."""
+    from scipy import signal
+
+    from training.corpus.build import ProcessConfig, prepare
+
+    cfg = ProcessConfig(use_vad=False)
+    rng = np.random.default_rng(0)
+    env = np.repeat(rng.uniform(0.2, 1.0, 12), SR // 8)
+    x = 0.2 * env * signal.sosfilt(signal.butter(4, 3000, fs=SR, output="sos"), rng.standard_normal(env.size))
+    x = x.astype(np.float32)
+    ref = prepare(x, SR, cfg, "ref")
+    padded = prepare(
+        np.concatenate([np.zeros(SR, np.float32), x, np.zeros(SR // 2, np.float32)]), SR, cfg, "pad"
+    )
+    quiet = prepare(x * np.float32(10 ** (-12 / 20)), SR, cfg, "quiet")
+    x44 = signal.resample_poly(x, 441, 160).astype(np.float32)
+    other_rate = prepare(x44, 44100, cfg, "44k")
+    # at most the 50 ms trim margin is kept on each side of the padded copy (then dithered when stored)
+    assert 0 <= padded.shape[0] - ref.shape[0] <= int(0.12 * SR)
+    np.testing.assert_allclose(quiet, ref, atol=1e-5)
+    for y in (padded, quiet, other_rate):
+        assert active_rms_dbfs(y, SR) == pytest.approx(active_rms_dbfs(ref, SR), abs=0.2)
+    with pytest.raises(ValueError, match="short: too short after trimming"):
+        prepare(x[: SR // 2], SR, cfg, "short")
