@@ -206,12 +206,17 @@ def quantize_int8(src: Path, dst: Path, meta: BundleMetadata, signals: list[np.n
     with tempfile.TemporaryDirectory() as tmp:
         # The exporter's intermediate value_info can disagree with onnx's own shape inference (which the
         # quantiser runs); dropping it lets shape inference start from the inputs.
+        external = src.with_name(src.name + ".data").exists()  # > 2 GB graphs keep weights beside the file
         model = onnx.load(str(src))
         del model.graph.value_info[:]
         plain = Path(tmp) / "plain.onnx"
-        onnx.save(model, str(plain))
+        onnx.save(model, str(plain), save_as_external_data=external)
         quantize_dynamic(
-            str(plain), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"]
+            str(plain),
+            str(dst),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul", "Gemm"],
+            use_external_data_format=external,
         )
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -257,7 +262,8 @@ def export_detector(
     detector = detector.eval().float()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "graph.onnx"
+        # Exported under its final name: with external data, the graph refers to "<name>.data" by name.
+        raw = Path(tmp) / out.name
         _export_graph(detector, raw, example_s=min(window_s, 4.0), opset=opset)
         export_s = time.perf_counter() - t0
         signals = parity_audio or test_signals()
@@ -274,7 +280,7 @@ def export_detector(
         )
         write_metadata(raw, meta)
         raw.replace(out)
-        data_file = Path(tmp) / "graph.onnx.data"
+        data_file = Path(tmp) / (out.name + ".data")
         if data_file.exists():
             data_file.replace(out.with_name(out.name + ".data"))
     result = ExportResult(out, meta, parity, export_s, out.stat().st_size)
