@@ -85,7 +85,9 @@ class StreamView {
     this.q(".reasons").textContent = (ev.reasons || []).join(", ");
     this.drawChart();
     const shownAt = performance.timeOrigin + performance.now();
-    this.scoreLog.push({ window: ev.window_index, end_s: ev.end_s, score: ev.score, probability: p, at: shownAt });
+    this.scoreLog.push({
+      window: ev.window_index, end_s: ev.end_s, score: ev.score, probability: p, latency_ms: ev.latency_ms, at: shownAt,
+    });
   }
 
   onMap(ev) {
