@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -156,6 +156,7 @@ class StreamState:
         self._results: dict[int, _Resolved] = {}  # resolved out of order, waiting for earlier windows
         self.input_frames = 0
         self._pending: list[np.ndarray] = []  # decoded mono input not yet resampled
+        self._finishing = False
         self.finished = False
         self.flushed = False
         self.scored = 0
@@ -188,6 +189,15 @@ class StreamState:
         Raises :class:`AudioFormatError` (naming the stream) for a chunk that cannot be decoded or holds
         NaN/inf samples; such a chunk is discarded whole and the stream stays usable.
         """
+        return list(self.feed_iter(data))
+
+    def feed_iter(self, data: AudioData) -> Iterator[Window]:
+        """Like :meth:`feed`, but the windows are cut lazily as the iterator is consumed.
+
+        The chunk is decoded and validated at once (a bad chunk raises here, before anything is kept); a long
+        recording then yields its windows one by one, so a caller can queue each before the next is cut and
+        memory stays bounded however large the chunk.
+        """
         if self.finished:
             raise StreamClosedError(f"stream {self.stream_id!r} is closed; it accepts no more audio")
         try:
@@ -196,7 +206,7 @@ class StreamState:
             self.rejected_chunks += 1
             raise AudioFormatError(f"stream {self.stream_id!r}: {exc}") from None
         if x.shape[0] == 0:
-            return []
+            return iter(())
         self.input_frames += x.shape[0]
         mono = (
             x[:, self.channel]
@@ -208,15 +218,17 @@ class StreamState:
         # without delaying any window (the chunk that completes a window is processed at once).
         self._pending.append(mono)
         if self.input_frames * self.rate < self._planner.next_end() * self.fmt.sample_rate:
-            return []
+            return iter(())
         return self._process_pending()
 
-    def _process_pending(self) -> list[Window]:
-        if not self._pending:
-            return []
+    def _process_pending(self) -> Iterator[Window]:
         x = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
         self._pending = []
-        return self._push(self._resampler.process(x[:, None])[:, 0])
+        step = max(1, self.fmt.sample_rate)  # resample about a second at a time
+        for i in range(0, len(x), step):
+            if self.finished and not self._finishing:
+                return  # the stream was finished while this chunk was being consumed: the rest is discarded
+            yield from self._push(self._resampler.process(x[i : i + step, None])[:, 0])
 
     def _push(self, y: np.ndarray) -> list[Window]:
         out: list[Window] = []
@@ -249,7 +261,9 @@ class StreamState:
         if self.finished:
             return []
         self.finished = True
-        out = self._process_pending()
+        self._finishing = True
+        out = list(self._process_pending()) if self._pending else []
+        self._finishing = False
         out += self._push(self._resampler.flush()[:, 0])
         out.extend(self._cut(span) for span in self._planner.finish(self._ring.total))
         return out

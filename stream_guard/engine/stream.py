@@ -82,8 +82,6 @@ class Stream:
         self._consumer_attached = False
         self.summary: SummaryEvent | None = None
         self.errors = 0
-        # feed() slices big chunks into ~1 s pieces so windows are queued progressively
-        self._slice_frames = max(1, fmt.sample_rate)
 
     # --- introspection ------------------------------------------------------------------------------------
 
@@ -113,39 +111,13 @@ class Stream:
     async def feed(self, data: AudioData) -> bool:
         """Queue a chunk of audio. Returns False if the chunk was rejected (an ErrorEvent says why).
 
-        Raises :class:`StreamClosedError` when the stream was already closed: that is a bug in the caller,
-        not bad audio.
+        A rejected chunk is discarded whole. Raises :class:`StreamClosedError` when the stream was already
+        closed: that is a bug in the caller, not bad audio.
         """
         if self._close_task is not None:
             raise StreamClosedError(f"stream {self.id!r} is closed; it accepts no more audio")
-        pieces = self._slices(data)
-        for i, piece in enumerate(pieces):
-            if i:
-                await asyncio.sleep(0)  # a long recording fed at once must not hold up the other streams
-            if not await self._feed_piece(piece):
-                return False
-        return True
-
-    def _slices(self, data: AudioData) -> list[AudioData]:
-        if isinstance(data, np.ndarray):
-            frames = data.shape[0] if data.ndim == 2 else data.shape[0] // max(1, self.format.channels)
-            if frames <= self._slice_frames:
-                return [data]
-            step = self._slice_frames * (1 if data.ndim == 2 else self.format.channels)
-            return [data[i : i + step] for i in range(0, data.shape[0], step)]
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            view = memoryview(data).cast("B")
-            step = self._slice_frames * self.format.bytes_per_frame
-            if view.nbytes <= step:
-                return [data]
-            return [view[i : i + step] for i in range(0, view.nbytes, step)]
-        return [data]  # let the decoder produce the error message
-
-    async def _feed_piece(self, piece: AudioData) -> bool:
-        windows: list[tuple[_Channel, Window]] = []
         try:
-            for ch in self._channels:
-                windows.extend((ch, w) for w in ch.state.feed(piece))
+            cutters = [(ch, ch.state.feed_iter(data)) for ch in self._channels]
         except AudioFormatError as exc:
             self.errors += 1
             fatal = self.config.close_on_error
@@ -154,7 +126,11 @@ class Stream:
             if fatal:
                 await self.close()
             return False
-        await self._submit(windows)
+        for ch, windows in cutters:
+            for n, window in enumerate(windows, 1):
+                await self._submit([(ch, window)])
+                if n % 4 == 0:
+                    await asyncio.sleep(0)  # a long recording fed at once must not hold up the other streams
         return True
 
     async def _submit(self, windows: list[tuple[_Channel, Window]]) -> None:

@@ -285,3 +285,20 @@ def test_close_while_feeding_and_cancelled_feeds_still_finish(backend) -> None:
     for summary, cut in ((summary_a, cut_a), (summary_b, cut_b)):
         assert summary.windows + summary.windows_dropped == cut  # every cut window accounted for
         assert summary.windows >= 1
+
+
+def test_a_long_chunk_with_one_bad_sample_is_rejected_whole(backend) -> None:
+    bad = speechlike(30.0, level=0.1)
+    bad[-1] = np.nan
+
+    async def main():
+        async with Engine(backend) as engine:
+            s = await engine.open_stream("s", AudioFormat(16000, "float32"), StreamConfig(realtime=False))
+            accepted = await s.feed(bad)
+            again = await s.feed(bad[:-1])
+            return accepted, again, await s.close()
+
+    accepted, again, summary = run(main())
+    assert accepted is False and again is True
+    assert summary.duration_s == pytest.approx(30.0, abs=1e-3)  # only the good copy counts
+    assert summary.windows == 3 + 57  # warm-up windows plus full windows of 30 s at a 0.5 s hop
