@@ -1,0 +1,72 @@
+"""``python -m training.protocol {run,tiny-corpus}``: the leave-one-out evaluation.
+
+- ``run --config CFG [--run-dir DIR] [--manifest M] [--fold NAME ...]``: run or resume every fold, then write
+  ``report.md``, ``metrics.json`` and DET plots in the run folder (default ``runs/<name>``). Interrupt at any
+  time; a rerun skips complete folds and resumes the training of the interrupted one.
+- ``report --run-dir DIR``: rewrite the report from the folds complete so far.
+- ``tiny-corpus --out DIR``: the generated two-source corpus of the smoke test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.protocol", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run or resume the protocol")
+    r.add_argument("--config", type=Path, required=True)
+    r.add_argument("--run-dir", type=Path, default=None)
+    r.add_argument("--manifest", default=None, help="override the config's manifest")
+    r.add_argument("--oneclass-bundle", default=None, help="override the config's one-class bundle")
+    r.add_argument("--fold", action="append", default=None, help="run only this fold (repeatable)")
+    r.add_argument("--no-progress", action="store_true")
+    w = sub.add_parser("report", help="rewrite the report of a run from its complete folds")
+    w.add_argument("--run-dir", type=Path, required=True)
+    g = sub.add_parser("tiny-corpus", help="write the generated two-source corpus")
+    g.add_argument("--out", type=Path, required=True)
+    g.add_argument("--silent-source", action="store_true", help="add a source with no usable speech")
+    args = p.parse_args(argv)
+
+    from training.oneclass.backbones import BackboneError
+    from training.oneclass.checkpoint import CheckpointError
+    from training.oneclass.data import DataError
+
+    from .config import ConfigError, load_protocol_config
+
+    try:
+        if args.cmd == "tiny-corpus":
+            from .tiny import build_protocol_corpus
+
+            print(build_protocol_corpus(args.out, silent_source=args.silent_source))
+            return 0
+        from stream_guard.bundle import BundleError
+
+        from .runner import ProtocolRunner, plan_folds, write_report
+
+        if args.cmd == "report":
+            cfg, _ = load_protocol_config(args.run_dir / "protocol.yaml")
+            from training.oneclass.data import read_manifest
+
+            clips = read_manifest(Path(cfg.manifest).expanduser())
+            print(write_report(args.run_dir, cfg, plan_folds(cfg, clips, Path(cfg.manifest))))
+            return 0
+        cfg, sup = load_protocol_config(args.config)
+        if args.manifest:
+            cfg.manifest = args.manifest
+        if args.oneclass_bundle is not None:
+            cfg.oneclass_bundle = args.oneclass_bundle
+        run_dir = args.run_dir or Path("runs") / cfg.name
+        runner = ProtocolRunner(cfg, sup, run_dir, progress=not args.no_progress)
+        print(runner.run(only=args.fold))
+        return 0
+    except (ConfigError, DataError, CheckpointError, BackboneError, BundleError) as exc:
+        print(f"training.protocol: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,447 @@
+"""The leave-one-out protocol: folds, per-fold training and scoring, and the report.
+
+Folds:
+
+- **leave one real source out** (``source-<S>``): the supervised model trains without any clip of S (train
+  and dev splits); its threshold comes from the dev split without S. Reported: false alarms on every clip of S
+  (all splits: none was seen) at that threshold, per channel.
+- **leave one synthesizer family out** (``family-<F>``): the supervised model trains without family F.
+  Reported: EER of F's clips against the real clips of the eval split (speakers never trained on), per channel
+  and per system of F, and the share of F detected at the dev threshold.
+
+Every detector is judged on the same windows (:func:`training.supervised.scoring.score_windows`); a clip's
+score is the mean of its window scores, compared with the threshold the way the runtime's summary verdict is.
+The one-class bundle is scored as it is (it never trains on synthetic speech; see the config for what that
+means for source folds). The fusion is refitted in every fold on that fold's dev windows only. Thresholds: the
+``threshold_quantile`` of dev real window scores, per detector and fold.
+
+Robustness: every fold writes ``folds/<fold>/scores.json`` atomically when it is complete, and a rerun skips
+complete folds and resumes the training of an interrupted one from its ``last.pt``. A fold that cannot run (no
+usable clip of the left-out source, no synthetic data left) is recorded with its reason in the report and the
+run goes on; a manifest without one of the classes is refused before any training starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.evaluation.report import ReportWriter, detection_metrics, pct, pct_ci
+from training.fusion.fit import FusionError, fit_logistic_regression
+from training.oneclass.data import AudioCache, Clip, DataError, read_manifest, require, select, subsample
+
+from .config import ProtocolConfig, save_protocol_config
+
+DETECTORS = ("oneclass", "supervised", "fusion")
+TARGETS = {"pooled_eer": 0.15, "family_eer": 0.30, "false_alarm": 0.10}
+
+
+@dataclass(frozen=True)
+class Fold:
+    kind: str  # "source" | "family"
+    held_out: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}-{self.held_out}"
+
+
+def _atomic_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=float))
+    os.replace(tmp, path)
+
+
+def plan_folds(cfg: ProtocolConfig, clips: list[Clip], manifest: Path) -> list[Fold]:
+    """The folds to run; a manifest lacking a class, or a named fold absent from it, is a DataError."""
+    real = require(select(clips, None, "real"), "label real (bona fide)", manifest)
+    spoof = require(select(clips, None, "spoof"), "label spoof (synthetic)", manifest)
+    sources = sorted({c.source for c in real})
+    families = sorted({c.family for c in spoof})
+    want_s = sources if cfg.source_folds == "auto" else list(cfg.source_folds)
+    want_f = families if cfg.family_folds == "auto" else list(cfg.family_folds)
+    for s in want_s:
+        if s not in sources:
+            raise DataError(f"{manifest}: source fold {s!r}: no real clip of that source ({sources})")
+    for f in want_f:
+        if f not in families:
+            raise DataError(f"{manifest}: family fold {f!r}: no synthetic clip of that family ({families})")
+    if len(families) < 2 and want_f:
+        raise DataError(
+            f"{manifest}: leave-one-family-out needs at least two synthesizer families ({families})"
+        )
+    return [Fold("source", s) for s in want_s] + [Fold("family", f) for f in want_f]
+
+
+def _per_channel(clips: list[Clip], channels: list[str], limit: int, key: str) -> list[Clip]:
+    out: list[Clip] = []
+    for ch in channels:
+        out.extend(subsample([c for c in clips if c.channel == ch], limit, key=f"{key}|{ch}"))
+    return out
+
+
+class ProtocolRunner:
+    """Runs (or resumes) a protocol in ``run_dir``."""
+
+    def __init__(
+        self, cfg: ProtocolConfig, supervised_base: Path, run_dir: str | Path, progress: bool = True
+    ):
+        self.cfg = cfg
+        self.supervised_base = Path(supervised_base)
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.progress = progress
+        self._oneclass: Any = None
+        self._oneclass_cache: dict[tuple[Path, int], np.ndarray] = {}
+
+    # ------------------------------------------------------------------ logging
+    def log(self, message: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {message}"
+        print(line, file=sys.stderr, flush=True)
+        with open(self.run_dir / "protocol.log", "a") as fh:
+            fh.write(line + "\n")
+
+    # ------------------------------------------------------------------ detectors
+    def oneclass_backend(self) -> Any:
+        if self.cfg.oneclass_bundle == "":
+            return None
+        if self._oneclass is None:
+            from stream_guard.backends import OnnxRuntimeBackend
+
+            path = None if self.cfg.oneclass_bundle is None else Path(self.cfg.oneclass_bundle).expanduser()
+            self._oneclass = OnnxRuntimeBackend(path, provider="cpu", threads=self.cfg.threads)
+        return self._oneclass
+
+    def supervised_config(self, fold: Fold) -> Any:
+        from training.supervised.config import load_config
+
+        sup = load_config(self.supervised_base)
+        sup.data.manifest = self.cfg.manifest
+        sup.data.channels = list(self.cfg.channels)
+        sup.train.threads = self.cfg.threads
+        sup.scoring.threshold_quantile = self.cfg.threshold_quantile
+        if fold.kind == "source":
+            sup.data.exclude_sources = sorted(set(sup.data.exclude_sources or []) | {fold.held_out})
+        else:
+            sup.data.exclude_families = sorted(set(sup.data.exclude_families or []) | {fold.held_out})
+        sup.name = f"{sup.name}-{fold.name}"
+        return sup
+
+    # ------------------------------------------------------------------ run
+    def run(self, only: list[str] | None = None) -> Path:
+        cfg = self.cfg
+        manifest = Path(cfg.manifest).expanduser()
+        save_protocol_config(cfg, self.run_dir / "protocol.yaml")
+        clips = [c for c in read_manifest(manifest) if c.channel in cfg.channels]
+        if not clips:
+            raise DataError(f"{manifest}: no clip on the channel(s) {cfg.channels}")
+        folds = plan_folds(cfg, clips, manifest)
+        if only:
+            folds = [f for f in folds if f.name in only]
+        self.log(f"protocol {cfg.name}: {len(folds)} folds: {', '.join(f.name for f in folds)}")
+        for fold in folds:
+            fold_dir = self.run_dir / "folds" / fold.name
+            if (fold_dir / "scores.json").exists():
+                self.log(f"{fold.name}: complete, skipped")
+                continue
+            t0 = time.time()
+            try:
+                self.run_fold(fold, clips, fold_dir)
+            except (DataError, FusionError) as exc:
+                self.log(f"{fold.name}: cannot be evaluated: {exc}")
+                _atomic_json(fold_dir / "error.json", {"fold": fold.name, "error": str(exc)})
+            else:
+                (fold_dir / "error.json").unlink(missing_ok=True)
+                self.log(f"{fold.name}: done in {time.time() - t0:.0f} s")
+            self.write_report(folds)
+        return self.write_report(folds)
+
+    def run_fold(self, fold: Fold, clips: list[Clip], fold_dir: Path) -> None:
+        from training.supervised.data import load_clips, select_fold
+        from training.supervised.scoring import torch_scorer
+        from training.supervised.trainer import SupervisedTrainer, load_model
+
+        cfg = self.cfg
+        manifest = Path(cfg.manifest).expanduser()
+        # The sets this fold reports on: checked before any training, so a fold without data costs nothing.
+        if fold.kind == "source":
+            held = [c for c in clips if c.is_real and c.source == fold.held_out]
+            report = _per_channel(held, cfg.channels, cfg.max_report_clips, fold.name)
+            require(report, f"real source {fold.held_out!r}", manifest)
+        else:
+            held = [c for c in clips if not c.is_real and c.family == fold.held_out]
+            real = select(clips, cfg.eval_split, "real")
+            require(real, f"split {cfg.eval_split!r}, label real (the real side of family folds)", manifest)
+            report = _per_channel(held, cfg.channels, cfg.max_report_clips, fold.name) + _per_channel(
+                real, cfg.channels, cfg.max_report_clips, "eval-real"
+            )
+        sup_cfg = self.supervised_config(fold)
+        self.log(f"{fold.name}: training the supervised model ({sup_cfg.train.steps} steps)")
+        best = SupervisedTrainer(sup_cfg, fold_dir / "supervised", progress=self.progress).run()
+        model, _, info = load_model(best)
+        sr = model.frontend.cfg.sample_rate
+        fdata = select_fold(sup_cfg, clips)
+        cache = AudioCache(sr)
+        warn = self.log
+        dev_real = load_clips(fdata.dev_real, cache, f"{fold.name} dev real", lambda c: c.source, warn)
+        dev_spoof = load_clips(fdata.dev_spoof, cache, f"{fold.name} dev synthetic", lambda c: c.system, warn)
+        group = (
+            (lambda c: c.source)
+            if fold.kind == "source"
+            else (lambda c: c.system if not c.is_real else "real")
+        )
+        try:
+            report = load_clips(report, cache, f"{fold.name} reported clips", group, warn)
+        except DataError:
+            raise DataError(
+                f"{fold.name}: {fold.kind} {fold.held_out!r} has no usable speech (every clip unreadable or "
+                "silent)"
+            ) from None
+        if fold.kind == "family" and not any(not c.is_real for c in report):
+            raise DataError(f"{fold.name}: family {fold.held_out!r} has no usable synthetic clip")
+        sc = sup_cfg.scoring
+        oc = self.oneclass_backend()
+        min_audio = max(sc.min_audio_s, oc.metadata.min_audio_s if oc is not None else 0.0)
+        scorers: dict[str, Callable[[np.ndarray], np.ndarray]] = {"supervised": torch_scorer(model)}
+        if oc is not None:
+            if oc.metadata.sample_rate != sr:
+                raise DataError(
+                    f"one-class bundle runs at {oc.metadata.sample_rate} Hz, the corpus at {sr} Hz"
+                )
+            scorers["oneclass"] = lambda a: oc.infer(a)[0]
+        sets = {"dev_real": dev_real, "dev_spoof": dev_spoof, "report": report}
+        scores: dict[str, dict[str, dict[Path, np.ndarray]]] = {}
+        for name, fn in scorers.items():
+            scores[name] = {}
+            for set_name, set_clips in sets.items():
+                self.log(f"{fold.name}: scoring {len(set_clips)} {set_name} clips with the {name} model")
+                scores[name][set_name] = self._score(name, fn, set_clips, cache, sc.window_s, min_audio, sr)
+        thresholds = {
+            name: float(np.quantile(np.concatenate(list(s["dev_real"].values())), cfg.threshold_quantile))
+            for name, s in scores.items()
+        }
+        fusion = None
+        if "oneclass" in scores:
+            fusion = self._fuse(scores)
+            thresholds["fusion"] = fusion["threshold"]
+        rows = []
+        for c in report:
+            per = {name: s["report"].get(c.path) for name, s in scores.items()}
+            if any(v is None for v in per.values()):
+                continue
+            entry = {
+                "path": str(c.path), "channel": c.channel, "label": c.label, "system": c.system,
+                "family": c.family, "source": c.source, "split": c.split,
+                "scores": {k: [float(x) for x in v] for k, v in per.items()},
+            }  # fmt: skip
+            if fusion is not None:
+                w, b = np.asarray(fusion["weights"]), fusion["bias"]
+                entry["scores"]["fusion"] = [
+                    float(b + w[0] * o + w[1] * s)
+                    for o, s in zip(per["oneclass"], per["supervised"], strict=True)
+                ]
+            rows.append(entry)
+        _atomic_json(
+            fold_dir / "scores.json",
+            {
+                "fold": fold.name, "kind": fold.kind, "held_out": fold.held_out, "thresholds": thresholds,
+                "fusion": fusion, "supervised_dev": {k: v for k, v in info["dev"].items()
+                                                     if k != "calibration"},
+                "supervised_step": info["step"], "clips": rows,
+                "dev_counts": {"real": len(dev_real), "spoof": len(dev_spoof)},
+            },
+        )  # fmt: skip
+
+    def _score(
+        self, name: str, fn: Callable[[np.ndarray], np.ndarray], clips: list[Clip], cache: AudioCache,
+        window_s: float, min_audio_s: float, sr: int,
+    ) -> dict[Path, np.ndarray]:  # fmt: skip
+        from training.supervised.scoring import score_windows
+
+        if name != "oneclass":
+            return score_windows(fn, clips, cache, window_s, self.cfg.hop_s, min_audio_s, sr)
+        # the one-class bundle is the same in every fold: score each clip once per run
+        todo = [c for c in clips if (c.path, 0) not in self._oneclass_cache]
+        fresh = score_windows(fn, todo, cache, window_s, self.cfg.hop_s, min_audio_s, sr)
+        for c in todo:
+            self._oneclass_cache[(c.path, 0)] = fresh.get(c.path, np.zeros(0))
+        return {
+            c.path: self._oneclass_cache[(c.path, 0)] for c in clips if self._oneclass_cache[(c.path, 0)].size
+        }
+
+    def _fuse(self, scores: dict[str, dict[str, dict[Path, np.ndarray]]]) -> dict[str, Any]:
+        """Fit the fusion on this fold's dev windows (both detectors scored the same windows)."""
+        xs = {}
+        for set_name in ("dev_real", "dev_spoof"):
+            oc, sup = scores["oneclass"][set_name], scores["supervised"][set_name]
+            paths = [p for p in sup if p in oc and len(oc[p]) == len(sup[p])]
+            xs[set_name] = (
+                np.concatenate([np.c_[oc[p], sup[p]] for p in paths]) if paths else np.zeros((0, 2))
+            )
+        real, spoof = xs["dev_real"], xs["dev_spoof"]
+        fit = fit_logistic_regression(np.r_[real, spoof], np.r_[np.zeros(len(real)), np.ones(len(spoof))])
+        threshold = float(np.quantile(fit.logit(real), self.cfg.threshold_quantile))
+        return {
+            "weights": [float(v) for v in fit.weights], "bias": fit.bias, "threshold": threshold,
+            "dev_windows": {"real": len(real), "spoof": len(spoof)},
+        }  # fmt: skip
+
+    # ------------------------------------------------------------------ report
+    def write_report(self, folds: list[Fold]) -> Path:
+        return write_report(self.run_dir, self.cfg, folds)
+
+
+def _clip_scores(
+    rows: list[dict[str, Any]], det: str, channel: str, pred: Callable[[dict], bool]
+) -> np.ndarray:
+    return np.array(
+        [
+            float(np.mean(r["scores"][det]))
+            for r in rows
+            if r["channel"] == channel and pred(r) and det in r["scores"]
+        ]
+    )
+
+
+def write_report(run_dir: Path, cfg: ProtocolConfig, folds: list[Fold]) -> Path:
+    """report.md + metrics.json + DET plots from the complete folds (pending and failed folds are listed)."""
+    done: dict[str, dict[str, Any]] = {}
+    failed: dict[str, str] = {}
+    for fold in folds:
+        d = run_dir / "folds" / fold.name
+        if (d / "scores.json").exists():
+            done[fold.name] = json.loads((d / "scores.json").read_text())
+        elif (d / "error.json").exists():
+            failed[fold.name] = json.loads((d / "error.json").read_text())["error"]
+    rep = ReportWriter(run_dir, f"Leave-one-out evaluation: {cfg.name}")
+    dets = [d for d in DETECTORS if any(d in f["thresholds"] for f in done.values())]
+    pending = [f.name for f in folds if f.name not in done and f.name not in failed]
+    rep.text(
+        f"Manifest `{cfg.manifest}`; channels {', '.join(cfg.channels)}; one-class bundle "
+        f"`{cfg.oneclass_bundle if cfg.oneclass_bundle is not None else 'embedded default'}`. "
+        f"Clip score = mean of window scores ({cfg.hop_s:g} s hop); thresholds = "
+        f"{100 * cfg.threshold_quantile:g}th "
+        "percentile of each fold's dev real windows; EER intervals: bootstrap 95 % ("
+        f"{cfg.n_boot} resamples); rate intervals: Wilson 95 %. Folds complete: {len(done)} of {len(folds)}"
+        + (f"; pending: {', '.join(pending)}" if pending else "")
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+        + "."
+    )
+    for name, err in failed.items():
+        rep.text(f"- **{name}** could not be evaluated: {err}")
+    metrics: dict[str, Any] = {
+        "config": cfg.to_dict(),
+        "folds": {},
+        "pooled": {},
+        "targets": {},
+        "failed": failed,
+    }
+    fam_folds = {k: v for k, v in done.items() if v["kind"] == "family"}
+    src_folds = {k: v for k, v in done.items() if v["kind"] == "source"}
+    for det in dets:
+        # ---- leave one family out
+        rows_t, curves = [], {}
+        for ch in cfg.channels:
+            pooled_r, pooled_s = [], []
+            for name, f in fam_folds.items():
+                if det not in f["thresholds"]:
+                    continue
+                thr = f["thresholds"][det]
+                r = _clip_scores(f["clips"], det, ch, lambda x: x["label"] == "real")
+                s = _clip_scores(f["clips"], det, ch, lambda x: x["label"] == "spoof")
+                m = detection_metrics(r, s, thr, n_boot=cfg.n_boot)
+                metrics["folds"].setdefault(name, {}).setdefault(det, {})[ch] = m
+                rows_t.append([f"{f['held_out']} ({ch})", *ReportWriter.detection_rows(rep, {"": m})[0][1:]])
+                systems = sorted({x["system"] for x in f["clips"] if x["label"] == "spoof"})
+                if len(systems) > 1:
+                    for sys_name in systems:
+                        ss = _clip_scores(f["clips"], det, ch, lambda x, n=sys_name: x["system"] == n)
+                        if ss.size and r.size:
+                            ms = detection_metrics(r, ss, thr, n_boot=cfg.n_boot)
+                            metrics["folds"][name][det][f"{ch}/{sys_name}"] = ms
+                            rows_t.append(
+                                [f"  {sys_name} ({ch})", *ReportWriter.detection_rows(rep, {"": ms})[0][1:]]
+                            )
+                pooled_r.append(r - thr)
+                pooled_s.append(s - thr)
+            if pooled_r:
+                pr, ps = np.concatenate(pooled_r), np.concatenate(pooled_s)
+                if pr.size and ps.size:
+                    m = detection_metrics(pr, ps, 0.0, n_boot=cfg.n_boot)
+                    metrics["pooled"].setdefault(det, {})[ch] = m
+                    rows_t.append([f"**pooled** ({ch})", *ReportWriter.detection_rows(rep, {"": m})[0][1:]])
+                    curves[f"{det} {ch}"] = (pr, ps)
+        if rows_t:
+            rep.table(f"{det}: leave one synthesizer family out", ReportWriter.DETECTION_HEADERS, rows_t)
+            rep.det_plot(f"det-{det}.png", curves, f"{det}: left-out families (pooled)")
+        # ---- leave one source out
+        rows_s = []
+        for name, f in src_folds.items():
+            if det not in f["thresholds"]:
+                continue
+            for ch in cfg.channels:
+                r = _clip_scores(f["clips"], det, ch, lambda x: x["label"] == "real")
+                if not r.size:
+                    rows_s.append([f"{f['held_out']} ({ch})", "0", "no usable clip on this channel"])
+                    continue
+                m = detection_metrics(r, np.zeros(0), f["thresholds"][det], n_boot=cfg.n_boot)
+                metrics["folds"].setdefault(name, {}).setdefault(det, {})[ch] = m
+                rows_s.append(
+                    [
+                        f"{f['held_out']} ({ch})",
+                        str(m["n_real"]),
+                        pct_ci(m["false_alarm"], m["false_alarm_ci"]),
+                    ]
+                )
+        if rows_s:
+            note = " (one-class bundle not retrained per fold)" if det != "supervised" else ""
+            rep.table(
+                f"{det}: leave one real source out{note}",
+                ("left-out source", "clips", "false alarms [95 % CI]"),
+                rows_s,
+            )
+    # ---- targets
+    lines = []
+    for det in dets:
+        t: dict[str, Any] = {}
+        pooled = [m["eer"] for m in metrics["pooled"].get(det, {}).values() if "eer" in m]
+        fam = [m["eer"] for fn, fm in metrics["folds"].items() if fn.startswith("family-")
+               for ch, m in fm.get(det, {}).items() if "/" not in ch and "eer" in m]  # fmt: skip
+        fa = [m["false_alarm"] for fn, fm in metrics["folds"].items() if fn.startswith("source-")
+              for m in fm.get(det, {}).values() if "false_alarm" in m]  # fmt: skip
+        if pooled:
+            t["pooled_eer"] = max(pooled)
+        if fam:
+            t["family_eer"] = max(fam)
+        if fa:
+            t["false_alarm"] = max(fa)
+        metrics["targets"][det] = t
+        parts = []
+        for key, label in (("pooled_eer", "worst pooled EER"), ("family_eer", "worst family EER"),
+                           ("false_alarm", "worst left-out-source false alarms")):  # fmt: skip
+            if key in t:
+                ok = t[key] < TARGETS[key]
+                parts.append(f"{label} {pct(t[key])} ({'meets' if ok else 'misses'} < {pct(TARGETS[key])})")
+        if parts:
+            lines.append(f"- **{det}**: " + "; ".join(parts))
+    if lines:
+        rep.text("### Targets (worst channel)\n\n" + "\n".join(lines))
+    fus = {k: v["fusion"] for k, v in done.items() if v.get("fusion")}
+    if fus:
+        rep.table(
+            "Fusion weights per fold (z = bias + w_oneclass * s_oneclass + w_supervised * s_supervised)",
+            ("fold", "w_oneclass", "w_supervised", "bias", "threshold"),
+            [[k, *(f"{x:.4g}" for x in (*v["weights"], v["bias"], v["threshold"]))] for k, v in fus.items()],
+        )  # fmt: skip
+    rep.metrics = metrics
+    md, _ = rep.write()
+    return md
