@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-FAMILIES = {"oneclass": "export.oneclass"}
+FAMILIES = {"oneclass": "export.oneclass", "antideepfake": "export.antideepfake"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -92,3 +92,11 @@ def test_table_row_error_rates_at_threshold() -> None:
     row = table_row("x", scores, labels, threshold=0.0)
     assert row.miss_at_threshold == 0.5  # the fake at -1.0 passes as real
     assert row.false_alarm_at_threshold == 0.5  # the real at 0.5 is flagged
+
+
+def test_both_eer_definitions_agree_on_clean_cases() -> None:
+    scores = np.array([5, 6, 7, 0.5, 1, 2, 3, 0], dtype=float)
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    row = table_row("x", scores, labels, threshold=0.0)
+    assert row.eer == pytest.approx(0.25)
+    assert row.eer_interpolated == pytest.approx(0.25)

@@ -105,13 +105,14 @@ class Report:
             return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
 
         head = (
-            "| group | real | fake | EER % | AUC % | miss % @thr | false alarm % @thr |\n"
-            "|---|---|---|---|---|---|---|\n"
+            "| group | real | fake | EER % | EER % (interp.) | AUC % | miss % @thr | false alarm % @thr |\n"
+            "|---|---|---|---|---|---|---|---|\n"
         )
 
         def rows(items: Sequence[Row]) -> str:
             return "".join(
-                f"| {r.name} | {r.n_real} | {r.n_fake} | {fmt(r.eer)} | {fmt(r.auc)} | "
+                f"| {r.name} | {r.n_real} | {r.n_fake} | {fmt(r.eer)} | {fmt(r.eer_interpolated)} | "
+                f"{fmt(r.auc)} | "
                 f"{fmt(r.miss_at_threshold)} | {fmt(r.false_alarm_at_threshold)} |\n"
                 for r in items
             )

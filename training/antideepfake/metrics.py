@@ -1,10 +1,11 @@
 """Detection metrics (EER, ROC-AUC, error rates at a threshold) on scores where higher = more likely fake.
 
-Small and dependency-free on purpose: the one-class detector's evaluation package did not exist when this was
-written, so the AntiDeepfake tools carry their own. The EER follows the ASVspoof ``compute_det_curve`` recipe
-that AntiDeepfake's corrected ``evaluation.py`` uses (mean of miss and false-alarm rates at the closest
-crossing); it is invariant to which class is called "target", so scoring fake-high instead of P(real) changes
-nothing.
+Two EERs are reported. ``eer`` follows the ASVspoof ``compute_det_curve`` recipe that AntiDeepfake's
+corrected ``evaluation.py`` uses (mean of miss and false-alarm rates at the closest crossing), so numbers
+compare with the AntiDeepfake tables; ``eer_interpolated`` is the one-class detector's definition
+(:mod:`training.evaluation.metrics`, linear interpolation between the bracketing ROC points), so numbers
+compare with the one-class reports. Both are invariant to which class is called "target". AUC is the
+Mann-Whitney statistic.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class Row:
     threshold_at_eer: float
     miss_at_threshold: float  # fakes passed as real at the shipped threshold
     false_alarm_at_threshold: float  # reals flagged as fake at the shipped threshold
+    eer_interpolated: float = float("nan")  # the one-class reports' EER definition
 
     def as_dict(self) -> dict[str, float | int | str]:
         return asdict(self)
@@ -88,4 +90,9 @@ def table_row(name: str, scores: np.ndarray, labels: np.ndarray, threshold: floa
     e, t = eer(fake, real)
     miss = float(np.mean(fake <= threshold)) if fake.size else float("nan")
     fa = float(np.mean(real > threshold)) if real.size else float("nan")
-    return Row(name, int(real.size), int(fake.size), e, auc(fake, real), t, miss, fa)
+    interpolated = float("nan")
+    if fake.size and real.size:
+        from training.evaluation.metrics import eer as eer_interpolated
+
+        interpolated = eer_interpolated(scores, (labels == 0).astype(int))  # that module: 1 = spoof
+    return Row(name, int(real.size), int(fake.size), e, auc(fake, real), t, miss, fa, interpolated)
