@@ -97,3 +97,30 @@ def task_names() -> list[str]:
     """What the other tasks are running (for a failure message when some are left behind)."""
     current = asyncio.current_task()
     return sorted(t.get_coro().__qualname__ for t in asyncio.all_tasks() if t is not current and not t.done())
+
+
+TOKEN = "webrtc-test-token"
+
+
+@contextlib.asynccontextmanager
+async def running_server(bundle: Path, tmp_path: Path, **overrides: Any) -> AsyncIterator[Any]:
+    """``stream-guard serve`` itself on 127.0.0.1 (free port), with a token: ``/v1/webrtc`` as deployed."""
+    from stream_guard.server import ServerConfig, StreamGuardServer
+
+    config = ServerConfig(
+        host="127.0.0.1",
+        port=0,
+        model=str(bundle),
+        provider="cpu",
+        threads=1,
+        tokens=(TOKEN,),
+        outbox_path=str(tmp_path / "outbox.sqlite"),
+        shutdown_grace_s=5.0,
+        **overrides,
+    )
+    server = StreamGuardServer(config)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()

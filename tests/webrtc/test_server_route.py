@@ -1,0 +1,96 @@
+"""``/v1/webrtc`` in ``stream-guard serve``: auth, the server's stream limit, and its sinks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+
+from rtc_harness import TOKEN, noise, open_peer_connections, running_server, settle
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from stream_guard.server import Limits
+from stream_guard.sources.webrtc import ClientTrack, WebRTCClient, pcm_audio_track
+
+RATE = 48000
+
+
+def test_webrtc_streams_reach_events_subscribers_and_metrics(bundle_path, tmp_path):
+    async def main():
+        async with running_server(bundle_path, tmp_path) as server:
+            base = f"ws://127.0.0.1:{server.port}"
+            events = []
+
+            async def subscribe(ready):
+                async with connect(f"{base}/v1/events?prefix=webrtc-&token={TOKEN}", proxy=None) as ws:
+                    ready.set()
+                    async for raw in ws:
+                        ev = json.loads(raw)
+                        events.append(ev)
+                        if sum(e["type"] == "summary" for e in events) == 2:
+                            return
+
+            ready = asyncio.Event()
+            subscriber = asyncio.ensure_future(subscribe(ready))
+            await ready.wait()
+            tracks = [
+                ClientTrack(pcm_audio_track(noise(2.5, 0.05, seed=3), RATE), "ann", "Ann"),
+                ClientTrack(pcm_audio_track(noise(2.5, 0.5, seed=4), RATE), "ben", "Ben"),
+            ]
+            async with WebRTCClient(f"{base}/v1/webrtc?token={TOKEN}", tracks, loopback=True) as client:
+                async for _ in client.messages():
+                    pass
+            await asyncio.wait_for(subscriber, 30)
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            url = f"http://127.0.0.1:{server.port}/metrics"
+            metrics = await asyncio.to_thread(lambda: opener.open(url).read().decode())
+            return events, metrics, dict(server.active)
+
+    events, metrics, active = asyncio.run(main())
+    summaries = {e["stream"]: e for e in events if e["type"] == "summary"}
+    assert len(summaries) == 2 and all(sid.startswith("webrtc-") for sid in summaries)
+    by_participant = {sid.rsplit("-", 1)[-1]: s for sid, s in summaries.items()}
+    assert by_participant["ann"]["verdict"] == "real" and by_participant["ben"]["verdict"] == "synthetic"
+    assert any(e["type"] == "score" for e in events) and any(e["type"] == "map" for e in events)
+    assert 'streamguard_streams_total{protocol="webrtc"} 2.0' in metrics
+    assert 'streamguard_active_streams{protocol="webrtc"} 0.0' in metrics
+    assert active == {}
+
+
+def test_webrtc_needs_the_token(bundle_path, tmp_path):
+    async def main():
+        async with running_server(bundle_path, tmp_path) as server:
+            try:
+                async with connect(f"ws://127.0.0.1:{server.port}/v1/webrtc", proxy=None):
+                    return None
+            except InvalidStatus as exc:
+                return exc.response.status_code
+
+    assert asyncio.run(main()) == 401
+
+
+def test_server_stream_limit_refuses_extra_tracks_and_keeps_serving(bundle_path, tmp_path):
+    async def main():
+        async with running_server(bundle_path, tmp_path, limits=Limits(max_streams=1)) as server:
+            url = f"ws://127.0.0.1:{server.port}/v1/webrtc?token={TOKEN}"
+            two = [
+                ClientTrack(pcm_audio_track(noise(1.0, 0.1), RATE), "a"),
+                ClientTrack(pcm_audio_track(noise(1.0, 0.1), RATE), "b"),
+            ]
+            refused = None
+            try:
+                await WebRTCClient(url, two, loopback=True).connect()
+            except ConnectionError as exc:
+                refused = str(exc)
+            assert await settle(lambda: server.webrtc.stats()["peers"] == 0 and not server.active)
+            one = [ClientTrack(pcm_audio_track(noise(1.0, 0.1), RATE), "solo")]
+            async with WebRTCClient(url, one, loopback=True) as client:
+                kinds = [m["type"] async for m in client.messages()]
+            leaked = not await settle(lambda: open_peer_connections() == 0)
+            return refused, kinds, leaked
+
+    refused, kinds, leaked = asyncio.run(main())
+    assert refused is not None and "stream_refused" in refused and "capacity" in refused
+    assert "stream" in kinds and "event" in kinds and kinds[-1] == "bye"
+    assert not leaked
