@@ -931,6 +931,9 @@ class WebRTCGateway:
         on_pcm: Callable[[str, np.ndarray, float], None] | None = None,
     ) -> None:
         _require_aiortc()
+        for name in ("aioice", "aiortc"):  # they log every candidate pair at INFO: noise in a server's log
+            if logging.getLogger(name).level == logging.NOTSET:
+                logging.getLogger(name).setLevel(logging.WARNING)
         self.open_stream = open_stream
         self.config = config or WebRTCConfig()
         self.on_event = on_event
