@@ -123,7 +123,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--providers",
         default=None,
         metavar="P,P,...",
-        help="providers for the latency table (default: the --provider choice)",
+        help="providers for the latency table (default: cpu, plus cuda when a GPU is usable)",
     )
     parser.add_argument(
         "--repeats",
@@ -583,6 +583,13 @@ def naive_baseline(
 # --- report ------------------------------------------------------------------------------------------------
 
 
+def default_providers() -> str:
+    """The CPU always; CUDA too when a GPU is usable (onnxruntime lists CUDA even without one)."""
+    from stream_guard.backends.onnxruntime import cuda_device_count
+
+    return "cpu,cuda" if cuda_device_count() > 0 else "cpu"
+
+
 def default_out_dir() -> Path:
     checkout = Path(__file__).resolve().parents[2]
     if (checkout / "benchmarks").is_dir() and (checkout / "pyproject.toml").exists():
@@ -699,7 +706,7 @@ def run(args: argparse.Namespace) -> int:
     }
     try:
         if "latency" not in skip:
-            providers = [p.strip() for p in (args.providers or args.provider).split(",") if p.strip()]
+            providers = [p.strip() for p in (args.providers or default_providers()).split(",") if p.strip()]
             log(f"backend latency by batch size {args.batch_sizes} on {providers} ...")
             report["batch_latency"] = batch_latency(choice, providers, args.batch_sizes, args.repeats)
             for r in report["batch_latency"]:
