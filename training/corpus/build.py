@@ -87,6 +87,9 @@ from training.corpus.synth import (
 
 SAMPLE_RATE = 16000
 CHANNELS = ("wideband", "telephone")
+VAD_FRAME = 512  # samples at 16 kHz per voice-activity frame (silero-vad)
+#: bump when the processing changes in a way ProcessConfig does not capture: finished clips are then redone
+PIPELINE_VERSION = 2
 
 
 def default_cache() -> Path:
@@ -178,7 +181,10 @@ class ProcessConfig:
     sample_rate: int = SAMPLE_RATE
     min_duration_s: float = 0.8
     max_duration_s: float = 20.0
-    min_speech_fraction: float = 0.25
+    min_speech_s: float = 0.3
+    min_speech_fraction: float = 0.1
+    vad_threshold: float = 0.5
+    vad_margin_s: float = 0.1
     use_vad: bool = True
     trim: TrimConfig = field(default_factory=TrimConfig)
     level: LevelConfig = field(default_factory=LevelConfig)
@@ -218,6 +224,13 @@ class JobResult:
     clip_id: str
     rows: list[dict[str, object]]
     skipped: str = ""
+    config: str = ""
+
+
+def config_fingerprint(cfg: ProcessConfig) -> str:
+    """Identifies the processing a finished clip went through; a rerun with other settings redoes the clip."""
+    blob = json.dumps([PIPELINE_VERSION, asdict(cfg)], sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
 _VAD = None
@@ -255,19 +268,37 @@ def apply_channel(x: np.ndarray, sample_rate: int, channel: str) -> np.ndarray:
 
 def prepare(x: np.ndarray, sr: int, cfg: ProcessConfig, what: str) -> np.ndarray:
     """Trim, check speech and duration, resample and normalise; raises ``ValueError`` naming ``what`` when the
-    clip has no usable speech."""
+    clip has no usable speech.
+
+    Energy trimming cuts digital and near-digital silence; the voice-activity step then cuts what energy
+    trimming keeps on noisy recordings (room tone, music or effect tails), so that real and synthetic clips
+    alike start and end ``vad_margin_s`` around their speech, and nothing but the speech can tell them apart.
+    """
     y = trim_silence(x, sr, cfg.trim)
     dur = y.shape[0] / sr
     if dur < cfg.min_duration_s:
         raise ValueError(f"{what}: too short after trimming ({dur:.2f} s < {cfg.min_duration_s} s)")
+    vad = _vad() if cfg.use_vad else None
+    if vad is not None:
+        prob = vad.probabilities(y, sr)
+        active = np.flatnonzero(prob >= cfg.vad_threshold)
+        frame_s = VAD_FRAME / 16000.0
+        speech_s = active.size * frame_s
+        frac = active.size / max(1, prob.size)
+        if speech_s < cfg.min_speech_s or frac < cfg.min_speech_fraction:
+            raise ValueError(
+                f"{what}: no speech detected (voice activity {speech_s:.2f} s, {frac:.0%} of the clip)"
+            )
+        start = max(0.0, active[0] * frame_s - cfg.vad_margin_s)
+        end = min(dur, (active[-1] + 1) * frame_s + cfg.vad_margin_s)
+        y = y[int(start * sr) : int(np.ceil(end * sr))]
+        dur = y.shape[0] / sr
+        if dur < cfg.min_duration_s:
+            raise ValueError(
+                f"{what}: too short after trimming to speech ({dur:.2f} s < {cfg.min_duration_s} s)"
+            )
     if dur > cfg.max_duration_s:
         y = y[: int(cfg.max_duration_s * sr)]
-    if cfg.use_vad:
-        vad = _vad()
-        if vad is not None:
-            frac = vad.speech_fraction(y, sr)
-            if frac < cfg.min_speech_fraction:
-                raise ValueError(f"{what}: no speech detected (voice activity {frac:.0%} of the clip)")
     y = resample(y, sr, cfg.sample_rate)
     return normalize_level(y, cfg.sample_rate, cfg.level)
 
@@ -329,6 +360,7 @@ def run_job(job: Job, out_root: Path, cfg: ProcessConfig) -> JobResult:
         result = JobResult(job.clip_id, [], skipped=f"{job.path or job.clip_id}: unexpected error: {tb}")
     if isinstance(result.skipped, str) and result.skipped.startswith("ffmpeg is not installed"):
         return result  # environment problem: do not remember the skip, a rerun with ffmpeg should redo it
+    result.config = config_fingerprint(cfg)
     _write_json_atomic(sidecar, asdict(result))
     return result
 
@@ -344,7 +376,7 @@ def _write_json_atomic(path: Path, obj: object) -> None:
 def _read_sidecar(path: Path) -> JobResult | None:
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
-        return JobResult(d["clip_id"], d["rows"], d.get("skipped", ""))
+        return JobResult(d["clip_id"], d["rows"], d.get("skipped", ""), d.get("config", ""))
     except (OSError, ValueError, KeyError):
         return None
 
@@ -550,9 +582,14 @@ def build(
 
     results: dict[str, JobResult] = {}
     todo: list[Job] = []
+    fingerprint = config_fingerprint(cfg)
     for job in plan:
         done = _read_sidecar(out_root / "rows" / f"{job.clip_id}.json")
-        if done is not None and (done.skipped or all(Path(r["path"]).is_file() for r in done.rows)):
+        if (
+            done is not None
+            and done.config == fingerprint
+            and (done.skipped or all(Path(r["path"]).is_file() for r in done.rows))
+        ):
             results[job.clip_id] = done
         else:
             todo.append(job)

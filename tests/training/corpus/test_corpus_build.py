@@ -13,8 +13,8 @@ import pytest
 import soundfile as sf
 from rich.console import Console
 
-from training.audio_io import active_rms_dbfs
-from training.corpus.build import PROFILES, BuildReport, build
+from training.audio_io import LevelConfig, active_rms_dbfs
+from training.corpus.build import PROFILES, BuildReport, ProcessConfig, build
 from training.corpus.manifest import COLUMNS, read_manifest
 from training.corpus.vad import silero_model_path
 
@@ -147,6 +147,14 @@ def test_rebuild_is_idempotent_and_resumes(built) -> None:
     np.testing.assert_array_equal(before, after)
     untouched = [r for r in rows if r.clip_id != victim.clip_id]
     assert all(os.stat(r.path).st_mtime_ns == mtimes[r.path] for r in untouched)
+    # other processing settings: finished clips are not reused but redone with the new settings
+    console = Console(file=open(os.devnull, "w"))  # noqa: SIM115
+    louder = build(
+        PROFILE, cache, jobs=1, console=console, config=ProcessConfig(level=LevelConfig(-20.0, -1.0))
+    )
+    levels = [active_rms_dbfs(*sf.read(r.path, dtype="float32")) for r in read_manifest(louder.manifest)]
+    assert np.median(levels) == pytest.approx(-20.0, abs=0.5)
+    _build(cache)  # back to the default settings for the other tests
 
 
 def test_a_package_without_audio_is_reported_and_the_rest_is_built(tmp_path: Path, tiny_cache) -> None:
