@@ -49,6 +49,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         train_split=args.train_split or None,
         valid_split=args.valid_split or None,
+        validate=not args.no_valid,
         steps=args.steps,
         lr=args.lr,
         warmup_steps=args.warmup,
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-root", default=None, help="replaces $ROOT in AntiDeepfake protocol paths")
     s.add_argument("--train-split", default="train")
     s.add_argument("--valid-split", default="dev")
+    s.add_argument("--no-valid", action="store_true", help="no validation (best.ckpt is not written)")
     s.add_argument("--steps", type=int, default=1000)
     s.add_argument("--lr", type=float, default=1e-6)
     s.add_argument("--warmup", type=int, default=100)

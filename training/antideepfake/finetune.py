@@ -56,6 +56,7 @@ class FinetuneConfig:
     data_root: str | None = None
     train_split: str | None = "train"
     valid_split: str | None = "dev"
+    validate: bool = True
     steps: int = 1000
     lr: float = 1e-6
     weight_decay: float = 0.01
@@ -160,10 +161,9 @@ class Finetuner:
         if labels != {0, 1}:
             raise ValueError(f"{cfg.train_manifest}: training needs both real and fake clips, found {labels}")
         valid_source = cfg.valid_manifest or cfg.train_manifest
-        try:
+        self.valid_items: list[Utterance] = []
+        if cfg.validate:
             self.valid_items = read_manifest(valid_source, data_root=cfg.data_root, split=cfg.valid_split)
-        except ValueError:
-            self.valid_items = []
         self.model, self.origin = build_model(cfg)
         self.model.to(self.device)
         if cfg.freeze_feature_encoder:
