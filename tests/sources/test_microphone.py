@@ -75,6 +75,16 @@ def pulse(tmp_path: Path):
     daemon.stop()
 
 
+def _wait_for_first_score(events_path: Path, timeout: float = 60.0) -> None:
+    """Block until a running ``listen --jsonl`` has written its first score (it is recording by then)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if events_path.exists() and '"type":"score"' in events_path.read_text():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no score event in {events_path} after {timeout:.0f} s")
+
+
 def _full_window_scores(events: list[dict]) -> list[float]:
     return [
         e["score"] for e in events if e["type"] == "score" and not e["low_confidence"] and not e["reasons"]
@@ -108,7 +118,7 @@ def test_listen_on_a_virtual_microphone_scores_like_scan(
             "stream_guard.cli",
             "listen",
             "--duration",
-            "9",
+            "10",
             "--jsonl",
             str(events_path),
             "--model",
@@ -122,7 +132,7 @@ def test_listen_on_a_virtual_microphone_scores_like_scan(
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(2.0)  # let the recorder start; the lead-in is silence and scores as "no speech"
+    _wait_for_first_score(events_path)  # recording for sure; the lead-in is silence ("no speech")
     player = pulse.play(wav)
     assert player.wait(timeout=60) == 0
     out, err = listen.communicate(timeout=120)
@@ -131,7 +141,7 @@ def test_listen_on_a_virtual_microphone_scores_like_scan(
 
     mic_events = [json.loads(line) for line in events_path.read_text().splitlines()]
     assert mic_events[-1]["type"] == "summary"
-    assert mic_events[-1]["duration_s"] == pytest.approx(9.0, abs=0.3)
+    assert mic_events[-1]["duration_s"] == pytest.approx(10.0, abs=0.3)
     mic_scores = _full_window_scores(mic_events)
     # windows that lay wholly inside the playback score like the file; partial ones score lower
     plateau = sorted(mic_scores)[-len(scan_scores) + 1 :]
@@ -165,11 +175,7 @@ def test_listen_ends_cleanly_on_ctrl_c_with_a_summary(
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # wait until it has scored something, then press Ctrl-C
-        if events_path.exists() and '"type":"score"' in events_path.read_text():
-            break
-        time.sleep(0.2)
+    _wait_for_first_score(events_path)
     listen.send_signal(signal.SIGINT)
     out, err = listen.communicate(timeout=60)
     assert listen.returncode == 0, err
