@@ -171,7 +171,12 @@ class Stream:
     # --- events out ---------------------------------------------------------------------------------------
 
     async def events(self) -> AsyncIterator[Event]:
-        """Yield events as they come; the last one is the stream's :class:`SummaryEvent`."""
+        """Yield events as they come; the last one is the stream's :class:`SummaryEvent`.
+
+        Meant for one consumer (run it as a task beside the feeding code). Until the stream is closed it waits
+        for more events; events that a slow consumer let pile up beyond ``event_queue_limit`` are shed (maps
+        first, then scores; never alerts, errors or the summary) and counted in :attr:`events_dropped`.
+        """
         self._consumer_attached = True
         try:
             while True:
