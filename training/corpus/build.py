@@ -611,6 +611,7 @@ def build(
     manifest = out_root / "manifest.csv"
     n = write_manifest(manifest, rows)
     _write_skipped(out_root / "skipped.csv", skipped)
+    _prune(out_root, {Path(r.path) for r in rows}, {f"{j.clip_id}.json" for j in plan})
     _print_summary(console, rows, skipped, plan, manifest)
     return BuildReport(manifest, n, skipped, failed)
 
@@ -634,6 +635,21 @@ def _execute(todo: list[Job], out_root: Path, cfg: ProcessConfig, jobs: int) -> 
                 nxt = next(it, None)
                 if nxt is not None:
                     pending.add(pool.submit(run_job, nxt, out_root, cfg))
+
+
+def _prune(out_root: Path, keep_audio: set[Path], keep_sidecars: set[str]) -> None:
+    """Delete clips and sidecars of this profile that the manifest no longer lists (left over from a build
+    with other settings), so the folder holds exactly what the manifest describes."""
+    audio = out_root / "audio"
+    if audio.is_dir():
+        for path in audio.rglob("*.flac"):
+            if path not in keep_audio:
+                path.unlink(missing_ok=True)
+    rows = out_root / "rows"
+    if rows.is_dir():
+        for path in rows.glob("*.json"):
+            if path.name not in keep_sidecars:
+                path.unlink(missing_ok=True)
 
 
 def _progress(console: Console) -> Progress:

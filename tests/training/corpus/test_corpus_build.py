@@ -154,7 +154,12 @@ def test_rebuild_is_idempotent_and_resumes(built) -> None:
     )
     levels = [active_rms_dbfs(*sf.read(r.path, dtype="float32")) for r in read_manifest(louder.manifest)]
     assert np.median(levels) == pytest.approx(-20.0, abs=0.5)
+    # leftovers of earlier builds (clips no longer planned or no longer usable) are removed
+    stray = report.manifest.parent / "audio" / "wideband" / "asterisk" / "gone-clip.flac"
+    stray.write_bytes(b"x")
+    (report.manifest.parent / "rows" / "gone-clip.json").write_text("{}")
     _build(cache)  # back to the default settings for the other tests
+    assert not stray.exists() and not (report.manifest.parent / "rows" / "gone-clip.json").exists()
 
 
 def test_a_package_without_audio_is_reported_and_the_rest_is_built(tmp_path: Path, tiny_cache) -> None:
