@@ -258,3 +258,29 @@ def test_bad_ice_server_specs_are_refused(spec):
 
     with pytest.raises(ValueError, match="ICE server"):
         IceServer.parse(spec)
+
+
+def test_sender_closing_its_peer_connection_ends_the_stream(bundle_path):
+    """The remote side closes its peer connection but keeps the websocket: the stream ends as 'ended'."""
+
+    async def main():
+        async with running_gateway(bundle_path) as h:
+            track = pcm_audio_track(noise(20.0, 0.3), RATE)
+            client = WebRTCClient(h.url, [ClientTrack(track, "erin")], loopback=True)
+            await client.connect()
+            seen = []
+            async for msg in client.messages():
+                seen.append(msg)
+                if msg["type"] == "event" and msg["event"]["type"] == "score" and client.pc is not None:
+                    await client.pc.close()
+                    client.pc = None
+            await client.close()
+            return seen, h
+
+    seen, h = asyncio.run(main())
+    ends = [m for m in seen if m["type"] == "stream_end"]
+    assert len(ends) == 1 and ends[0]["reason"] == "ended"
+    summaries = [m["event"] for m in seen if m["type"] == "event" and m["event"]["type"] == "summary"]
+    assert len(summaries) == 1 and summaries[0]["windows"] >= 1
+    assert seen[-1] == {"type": "bye", "reason": "closed"}
+    assert h.gateway.stats()["peer_connections"] == 0
