@@ -158,7 +158,9 @@ def write_metadata(path: Path, meta: BundleMetadata) -> None:
     onnx.save(model, str(path))
 
 
-def test_signals(lengths_s: tuple[float, ...] = (0.5, 2.0, 4.0, 7.3), seed: int = 0) -> list[np.ndarray]:
+def speechlike_signals(
+    lengths_s: tuple[float, ...] = (0.5, 2.0, 4.0, 7.3), seed: int = 0
+) -> list[np.ndarray]:
     """Speech-like test signals (harmonic voiced segments with noise) for parity when no audio is given."""
     rng = np.random.default_rng(seed)
     out = []
@@ -266,7 +268,7 @@ def export_detector(
         raw = Path(tmp) / out.name
         _export_graph(detector, raw, example_s=min(window_s, 4.0), opset=opset)
         export_s = time.perf_counter() - t0
-        signals = parity_audio or test_signals()
+        signals = parity_audio or speechlike_signals()
         parity = parity_check(detector, raw, signals, threads)
         meta = build_metadata(
             name=name,
