@@ -79,7 +79,7 @@ def plan_folds(cfg: ProtocolConfig, clips: list[Clip], manifest: Path) -> list[F
         raise DataError(
             f"{manifest}: leave-one-family-out needs at least two synthesizer families ({families})"
         )
-    return [Fold("source", s) for s in want_s] + [Fold("family", f) for f in want_f]
+    return [Fold("family", f) for f in want_f] + [Fold("source", s) for s in want_s]
 
 
 def _per_channel(clips: list[Clip], channels: list[str], limit: int, key: str) -> list[Clip]:
@@ -101,7 +101,7 @@ class ProtocolRunner:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.progress = progress
         self._oneclass: Any = None
-        self._oneclass_cache: dict[tuple[Path, int], np.ndarray] = {}
+        self._oneclass_cache: dict[Path, np.ndarray] = {}
 
     # ------------------------------------------------------------------ logging
     def log(self, message: str) -> None:
@@ -150,9 +150,13 @@ class ProtocolRunner:
         self.log(f"protocol {cfg.name}: {len(folds)} folds: {', '.join(f.name for f in folds)}")
         for fold in folds:
             fold_dir = self.run_dir / "folds" / fold.name
-            if (fold_dir / "scores.json").exists():
-                self.log(f"{fold.name}: complete, skipped")
-                continue
+            done = fold_dir / "scores.json"
+            if done.exists():
+                recorded = (json.loads(done.read_text()).get("oneclass") or {}).get("sha256")
+                if recorded == self.current_oneclass_id():
+                    self.log(f"{fold.name}: complete, skipped")
+                    continue
+                self.log(f"{fold.name}: the one-class bundle changed; rescoring it and refitting the fusion")
             t0 = time.time()
             try:
                 self.run_fold(fold, clips, fold_dir)
@@ -166,8 +170,17 @@ class ProtocolRunner:
         return self.write_report(folds)
 
     def run_fold(self, fold: Fold, clips: list[Clip], fold_dir: Path) -> None:
+        """Stage 1 (train the supervised model, score dev and reported clips; cached in
+        ``supervised_scores.json``), then stage 2 (score the one-class bundle, fit the fusion; written to
+        ``scores.json``). Stage 2 alone reruns when the one-class bundle changes: no retraining needed."""
+        stage1 = fold_dir / "supervised_scores.json"
+        if not stage1.exists():
+            self._supervised_stage(fold, clips, fold_dir)
+        self._combine_stage(fold, clips, fold_dir)
+
+    def _supervised_stage(self, fold: Fold, clips: list[Clip], fold_dir: Path) -> None:
         from training.supervised.data import load_clips, select_fold
-        from training.supervised.scoring import torch_scorer
+        from training.supervised.scoring import score_windows, torch_scorer
         from training.supervised.trainer import SupervisedTrainer, load_model
 
         cfg = self.cfg
@@ -185,19 +198,11 @@ class ProtocolRunner:
                 real, cfg.channels, cfg.max_report_clips, "eval-real"
             )
         sup_cfg = self.supervised_config(fold)
-        self.log(f"{fold.name}: training the supervised model ({sup_cfg.train.steps} steps)")
-        best = SupervisedTrainer(sup_cfg, fold_dir / "supervised", progress=self.progress).run()
-        model, _, info = load_model(best)
-        sr = model.frontend.cfg.sample_rate
         fdata = select_fold(sup_cfg, clips)
-        cache = AudioCache(sr)
+        cache = AudioCache(sup_cfg.model.frontend_config().sample_rate)
         warn = self.log
-        dev_real = load_clips(fdata.dev_real, cache, f"{fold.name} dev real", lambda c: c.source, warn)
-        dev_spoof = load_clips(fdata.dev_spoof, cache, f"{fold.name} dev synthetic", lambda c: c.system, warn)
         group = (
-            (lambda c: c.source)
-            if fold.kind == "source"
-            else (lambda c: c.system if not c.is_real else "real")
+            (lambda c: c.source) if fold.kind == "source" else (lambda c: "real" if c.is_real else c.system)
         )
         try:
             report = load_clips(report, cache, f"{fold.name} reported clips", group, warn)
@@ -208,23 +213,54 @@ class ProtocolRunner:
             ) from None
         if fold.kind == "family" and not any(not c.is_real for c in report):
             raise DataError(f"{fold.name}: family {fold.held_out!r} has no usable synthetic clip")
+        self.log(f"{fold.name}: training the supervised model ({sup_cfg.train.steps} steps)")
+        best = SupervisedTrainer(sup_cfg, fold_dir / "supervised", progress=self.progress).run()
+        model, _, info = load_model(best)
+        sr = model.frontend.cfg.sample_rate
+        dev_real = load_clips(fdata.dev_real, cache, f"{fold.name} dev real", lambda c: c.source, warn)
+        dev_spoof = load_clips(fdata.dev_spoof, cache, f"{fold.name} dev synthetic", lambda c: c.system, warn)
         sc = sup_cfg.scoring
+        fn = torch_scorer(model)
+        out: dict[str, Any] = {
+            "window_s": sc.window_s, "min_audio_s": sc.min_audio_s, "sample_rate": sr, "step": info["step"],
+            "dev": {k: v for k, v in info["dev"].items() if k != "calibration"},
+        }  # fmt: skip
+        for set_name, set_clips in (("dev_real", dev_real), ("dev_spoof", dev_spoof), ("report", report)):
+            self.log(f"{fold.name}: scoring {len(set_clips)} {set_name} clips with the supervised model")
+            w = score_windows(fn, set_clips, cache, sc.window_s, cfg.hop_s, sc.min_audio_s, sr)
+            out[set_name] = {str(p): [float(x) for x in v] for p, v in w.items()}
+        _atomic_json(fold_dir / "supervised_scores.json", out)
+
+    def _combine_stage(self, fold: Fold, clips: list[Clip], fold_dir: Path) -> None:
+
+        cfg = self.cfg
+        st = json.loads((fold_dir / "supervised_scores.json").read_text())
+        by_path = {str(c.path): c for c in clips}
+        scores: dict[str, dict[str, dict[str, np.ndarray]]] = {
+            "supervised": {
+                k: {p: np.asarray(v) for p, v in st[k].items()} for k in ("dev_real", "dev_spoof", "report")
+            }
+        }
         oc = self.oneclass_backend()
-        min_audio = max(sc.min_audio_s, oc.metadata.min_audio_s if oc is not None else 0.0)
-        scorers: dict[str, Callable[[np.ndarray], np.ndarray]] = {"supervised": torch_scorer(model)}
+        oc_id = None
         if oc is not None:
-            if oc.metadata.sample_rate != sr:
+            from stream_guard.backends.fused import sha256_file
+
+            oc_id = {"path": str(oc.path), "sha256": sha256_file(oc.path), "name": oc.metadata.name}
+            if oc.metadata.sample_rate != st["sample_rate"]:
                 raise DataError(
-                    f"one-class bundle runs at {oc.metadata.sample_rate} Hz, the corpus at {sr} Hz"
+                    f"{oc.path}: runs at {oc.metadata.sample_rate} Hz, the corpus at {st['sample_rate']} Hz"
                 )
-            scorers["oneclass"] = lambda a: oc.infer(a)[0]
-        sets = {"dev_real": dev_real, "dev_spoof": dev_spoof, "report": report}
-        scores: dict[str, dict[str, dict[Path, np.ndarray]]] = {}
-        for name, fn in scorers.items():
-            scores[name] = {}
-            for set_name, set_clips in sets.items():
-                self.log(f"{fold.name}: scoring {len(set_clips)} {set_name} clips with the {name} model")
-                scores[name][set_name] = self._score(name, fn, set_clips, cache, sc.window_s, min_audio, sr)
+            # The windows the supervised model scored (same window and hop). A clip too short for the
+            # one-class minimum gets no one-class score and drops out of every detector's rows.
+            min_audio = max(st["min_audio_s"], oc.metadata.min_audio_s)
+            cache = AudioCache(st["sample_rate"])
+            scores["oneclass"] = {}
+            for set_name, sup_set in scores["supervised"].items():
+                set_clips = [by_path[p] for p in sup_set if p in by_path]
+                self.log(f"{fold.name}: scoring {len(set_clips)} {set_name} clips with the one-class model")
+                w = self._score_oneclass(oc, set_clips, cache, st["window_s"], min_audio, st["sample_rate"])
+                scores["oneclass"][set_name] = {str(p): v for p, v in w.items()}
         thresholds = {
             name: float(np.quantile(np.concatenate(list(s["dev_real"].values())), cfg.threshold_quantile))
             for name, s in scores.items()
@@ -234,12 +270,13 @@ class ProtocolRunner:
             fusion = self._fuse(scores)
             thresholds["fusion"] = fusion["threshold"]
         rows = []
-        for c in report:
-            per = {name: s["report"].get(c.path) for name, s in scores.items()}
-            if any(v is None for v in per.values()):
+        for path in st["report"]:
+            c = by_path.get(path)
+            per = {name: s["report"].get(path) for name, s in scores.items()}
+            if c is None or any(v is None or len(v) != len(per["supervised"]) for v in per.values()):
                 continue
             entry = {
-                "path": str(c.path), "channel": c.channel, "label": c.label, "system": c.system,
+                "path": path, "channel": c.channel, "label": c.label, "system": c.system,
                 "family": c.family, "source": c.source, "split": c.split,
                 "scores": {k: [float(x) for x in v] for k, v in per.items()},
             }  # fmt: skip
@@ -254,29 +291,34 @@ class ProtocolRunner:
             fold_dir / "scores.json",
             {
                 "fold": fold.name, "kind": fold.kind, "held_out": fold.held_out, "thresholds": thresholds,
-                "fusion": fusion, "supervised_dev": {k: v for k, v in info["dev"].items()
-                                                     if k != "calibration"},
-                "supervised_step": info["step"], "clips": rows,
-                "dev_counts": {"real": len(dev_real), "spoof": len(dev_spoof)},
+                "fusion": fusion, "supervised_dev": st["dev"], "supervised_step": st["step"], "clips": rows,
+                "oneclass": oc_id,
+                "dev_counts": {"real": len(st["dev_real"]), "spoof": len(st["dev_spoof"])},
             },
         )  # fmt: skip
 
-    def _score(
-        self, name: str, fn: Callable[[np.ndarray], np.ndarray], clips: list[Clip], cache: AudioCache,
-        window_s: float, min_audio_s: float, sr: int,
-    ) -> dict[Path, np.ndarray]:  # fmt: skip
+    def current_oneclass_id(self) -> str | None:
+        oc = self.oneclass_backend()
+        if oc is None:
+            return None
+        from stream_guard.backends.fused import sha256_file
+
+        return sha256_file(oc.path)
+
+    def _score_oneclass(
+        self, oc: Any, clips: list[Clip], cache: AudioCache, window_s: float, min_audio_s: float, sr: int
+    ) -> dict[Path, np.ndarray]:
+        """Window scores of the one-class bundle; each clip is scored once per run (the bundle is the same
+        in every fold)."""
         from training.supervised.scoring import score_windows
 
-        if name != "oneclass":
-            return score_windows(fn, clips, cache, window_s, self.cfg.hop_s, min_audio_s, sr)
-        # the one-class bundle is the same in every fold: score each clip once per run
-        todo = [c for c in clips if (c.path, 0) not in self._oneclass_cache]
-        fresh = score_windows(fn, todo, cache, window_s, self.cfg.hop_s, min_audio_s, sr)
+        todo = [c for c in clips if c.path not in self._oneclass_cache]
+        fresh = score_windows(
+            lambda a: oc.infer(a)[0], todo, cache, window_s, self.cfg.hop_s, min_audio_s, sr
+        )
         for c in todo:
-            self._oneclass_cache[(c.path, 0)] = fresh.get(c.path, np.zeros(0))
-        return {
-            c.path: self._oneclass_cache[(c.path, 0)] for c in clips if self._oneclass_cache[(c.path, 0)].size
-        }
+            self._oneclass_cache[c.path] = fresh.get(c.path, np.zeros(0))
+        return {c.path: self._oneclass_cache[c.path] for c in clips if self._oneclass_cache[c.path].size}
 
     def _fuse(self, scores: dict[str, dict[str, dict[Path, np.ndarray]]]) -> dict[str, Any]:
         """Fit the fusion on this fold's dev windows (both detectors scored the same windows)."""

@@ -39,6 +39,9 @@ class SupervisedModelConfig:
     weights: str | None = None  # another Lite0 ImageNet state-dict file
     frontend: dict[str, Any] = field(default_factory=dict)  # overrides of FrontEndConfig
     dropout: float = 0.2
+    # Stem and first MBConv blocks kept at their ImageNet weights (BatchNorm statistics included): generic
+    # edge/texture filters that need no retraining, and the full-resolution layers are the costliest to train.
+    freeze_blocks: int = 3
 
     def frontend_config(self) -> FrontEndConfig:
         return FrontEndConfig(**self.frontend)
@@ -60,6 +63,23 @@ class SupervisedDetector(nn.Module):
         self.head = nn.Conv1d(channels, 1, kernel_size=1)
         nn.init.zeros_(self.head.bias)
         nn.init.normal_(self.head.weight, std=0.01)
+        for p in self.frozen_parameters():
+            p.requires_grad_(False)
+
+    def frozen_modules(self) -> list[nn.Module]:
+        n = self.cfg.freeze_blocks
+        if n <= 0:
+            return []
+        return [self.backbone._conv_stem, self.backbone._bn0, *list(self.backbone._blocks)[:n]]
+
+    def frozen_parameters(self) -> list[nn.Parameter]:
+        return [p for m in self.frozen_modules() for p in m.parameters()]
+
+    def train(self, mode: bool = True) -> SupervisedDetector:
+        super().train(mode)
+        for m in self.frozen_modules():
+            m.eval()  # frozen layers keep their ImageNet BatchNorm statistics
+        return self
 
     @property
     def frame_step_s(self) -> float:

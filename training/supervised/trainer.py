@@ -163,7 +163,8 @@ class SupervisedTrainer:
         self.data_summary = data_summary(cfg, fold)
         torch.manual_seed(tc.seed)
         model = SupervisedDetector(cfg.model)
-        opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(trainable, lr=tc.lr, weight_decay=tc.weight_decay)
         step, history, best_key = 0, [], [math.inf, math.inf]
         if self.last_path.exists():
             try:
