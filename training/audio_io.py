@@ -1,11 +1,9 @@
 """Audio helpers shared by the corpus builder, augmentation and trainers.
 
 Everything here works on float32 mono numpy arrays in [-1, 1]. Reading goes through soundfile first (WAV,
-FLAC,
-Ogg Vorbis/Opus, ...) and falls back to ffmpeg for what libsndfile cannot open (raw G.722, odd containers),
-so every
-source in the corpus is read by one function. Errors are :class:`AudioReadError` with the file named, so a
-long build can report the file and carry on.
+FLAC, Ogg Vorbis/Opus, ...) and falls back to ffmpeg for what libsndfile cannot open (raw G.722, odd
+containers), so every source in the corpus is read by one function. Errors are :class:`AudioReadError` with
+the file named, so a long build can report the file and carry on.
 
 The processing steps (trim, level, dither) are the corpus' *shortcut removal*: they are applied identically
 to real and synthetic clips so that silence, level and digital zeros cannot tell the classes apart.
@@ -157,9 +155,8 @@ def read_audio(
     """Read an audio file as mono float32 and return ``(samples, rate)``.
 
     ``input_format`` forces an ffmpeg demuxer (``"g722"`` for Asterisk's headerless G.722 files, which
-    soundfile
-    cannot open); ``sample_rate`` resamples the result. Raises :class:`AudioReadError` naming the file for
-    missing, empty, unreadable or non-finite audio.
+    soundfile cannot open); ``sample_rate`` resamples the result. Raises :class:`AudioReadError` naming the
+    file for missing, empty, unreadable or non-finite audio.
     """
     path = Path(path)
     if not path.is_file():
@@ -214,10 +211,9 @@ def fit_length(x: np.ndarray, n: int) -> np.ndarray:
 class TrimConfig:
     """Energy-based trimming of leading and trailing silence.
 
-    Frames of ``frame_ms`` (hop ``hop_ms``) whose RMS is more than ``threshold_db`` below the loudest frame
-    of the
-    clip are silence; the clip is cut to the first..last non-silent frame, keeping ``margin_ms`` of what lies
-    outside (never adding audio). Relative to the clip's own peak so that quiet recordings trim like loud
+    Frames of ``frame_ms`` (hop ``hop_ms``) whose RMS is more than ``threshold_db`` below the loudest frame of
+    the clip are silence; the clip is cut to the first..last non-silent frame, keeping ``margin_ms`` of what
+    lies outside (never adding audio). Relative to the clip's own peak so that quiet recordings trim like loud
     ones. Only the edges are cut: pauses inside speech are speech rhythm and stay.
     """
 

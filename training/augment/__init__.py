@@ -1,7 +1,6 @@
 """On-the-fly, seeded augmentation that defines what "real" speech includes (channels, codecs, microphones,
 rooms, noise, level, clipping). See :mod:`training.augment.chain`; ``python -m training.augment demo --out
-DIR``
-draws a spectrogram of each augmentation."""
+DIR`` draws a spectrogram of each augmentation."""
 
 from training.augment.chain import (
     CODECS,

@@ -1,9 +1,8 @@
 """``python -m training.augment demo --out DIR [--input FILE]``: one spectrogram per augmentation of one clip.
 
 Without ``--input`` the clip is a speech-like test signal made here (a glottal pulse train with a gliding
-pitch
-through moving formant resonators, with syllable envelopes and fricative bursts), so the picture carries no
-third-party audio.
+pitch through moving formant resonators, with syllable envelopes and fricative bursts), so the picture carries
+no third-party audio.
 """
 
 from __future__ import annotations

@@ -2,16 +2,13 @@
 
 A one-class detector learns whatever its real training data has in common. Without augmentation that is the
 recording chain (band, codec, microphone, room, level), and every call through another chain is "anomalous".
-Each
-augmentation here widens one of those axes; the :class:`Chain` applies each with its own probability, from a
-plain dict config (YAML-able), with a seed, so a training run is reproducible.
+Each augmentation here widens one of those axes; the :class:`Chain` applies each with its own probability,
+from a plain dict config (YAML-able), with a seed, so a training run is reproducible.
 
 Every augmentation maps float32 mono ``[n]`` at ``sample_rate`` to float32 ``[n]`` (same length), drawing all
-its
-randomness from the ``numpy.random.Generator`` it is given. Codecs that need ffmpeg's command line (GSM) are
-slow
-per call: give them a ``cache_dir`` and a clip ``key`` to pre-render a few variants per clip once and reuse
-them.
+its randomness from the ``numpy.random.Generator`` it is given. Codecs that need ffmpeg's command line (GSM)
+are slow per call: give them a ``cache_dir`` and a clip ``key`` to pre-render a few variants per clip once and
+reuse them.
 """
 
 from __future__ import annotations
@@ -117,11 +114,9 @@ class Codec(Augmentation):
     """A lossy speech codec round trip at a random low bitrate.
 
     ``codecs`` lists the candidates (:data:`CODECS` keys); one is drawn per call. In-process codecs (PyAV)
-    cost a
-    few milliseconds per clip; GSM runs the ffmpeg command (two processes per call, ~0.3 s), so with
-    ``cache_dir`` set and a ``key`` given, ``variants`` renderings per clip and codec are stored once and one
-    of
-    them is picked per call.
+    cost tens of milliseconds per 2 s crop; GSM runs the ffmpeg command (two processes per call, ~0.5 s), so
+    with ``cache_dir`` set and a ``key`` given, ``variants`` renderings per clip and codec are stored once and
+    one of them is picked per call.
     """
 
     name: ClassVar[str] = "codec"

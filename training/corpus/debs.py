@@ -2,9 +2,8 @@
 
 ``apt-get download`` fetches a ``.deb`` into ``<cache>/debs``; ``dpkg -x`` unpacks it into
 ``<cache>/unpacked/<package>`` (through a temporary folder and a rename, so an interrupted unpack is redone,
-never
-half-used). Users without apt-get download the files elsewhere and pass ``--debs DIR``. Where ``dpkg`` is
-missing the ``.deb`` (an ``ar`` archive holding ``data.tar.*``) is unpacked in Python.
+never half-used). Users without apt-get download the files elsewhere and pass ``--debs DIR``. Where ``dpkg``
+is missing the ``.deb`` (an ``ar`` archive holding ``data.tar.*``) is unpacked in Python.
 """
 
 from __future__ import annotations

@@ -3,13 +3,12 @@ corpus.
 
 * ASVspoof 2019 LA: ``ASVspoof2019.LA.cm.{train.trn,dev.trl,eval.trl}.txt``, 5 space-separated columns
   ``SPEAKER UTT_ID - ATTACK KEY``; audio in ``ASVspoof2019_LA_{train,dev,eval}/flac/UTT_ID.flac``.
-* In-the-Wild: ``meta.csv`` with header ``file,speaker,label``, label ``spoof`` or ``bona-fide``; audio next
-to it.
+* In-the-Wild: ``meta.csv`` with header ``file,speaker,label``, label ``spoof`` or ``bona-fide``; audio
+  next to it.
 * AntiDeepfake CSV protocol: header
 ``ID,Label,Duration,SampleRate,Path,Attack,Speaker,Proportion,AudioChannel,
   AudioEncoding,AudioBitSample,Language``; ``Label`` is ``real`` or ``fake``; ``$ROOT`` in ``Path`` is
-  replaced by
-  the data folder.
+  replaced by the data folder.
 
 The clips of these corpora are not re-processed: ``channel`` is ``original`` (whatever chain the corpus used).
 Every reader returns ``(rows, problems)``: a row whose audio is missing is left out and named in ``problems``,
@@ -26,8 +25,8 @@ import soundfile as sf
 
 from training.corpus.manifest import ManifestRow
 
-#: ASVspoof 2019 LA attacks -> family, from the challenge's evaluation plan (A16 = A04, A19 = A06 at
-#: test time).
+#: ASVspoof 2019 LA attacks -> family, from the challenge's evaluation plan (A16 = A04, A19 = A06 at test
+#: time).
 ASVSPOOF2019_FAMILY = {
     "A01": "neural", "A02": "vocoder", "A03": "vocoder", "A04": "concatenative", "A05": "vocoder",
     "A06": "filtering", "A07": "vocoder", "A08": "neural", "A09": "vocoder", "A10": "neural",
@@ -67,9 +66,8 @@ def read_asvspoof2019_la(
 ) -> tuple[list[ManifestRow], list[str]]:
     """Rows for one ASVspoof 2019 LA CM protocol file.
 
-    ``audio_dir`` is the folder holding ``UTT_ID.flac``; by default it is derived from the protocol's
-    location in
-    the official layout (``LA/ASVspoof2019_LA_cm_protocols/`` -> ``LA/ASVspoof2019_LA_<split>/flac``).
+    ``audio_dir`` is the folder holding ``UTT_ID.flac``; by default it is derived from the protocol's location
+    in the official layout (``LA/ASVspoof2019_LA_cm_protocols/`` -> ``LA/ASVspoof2019_LA_<split>/flac``).
     """
     protocol = Path(protocol)
     if not protocol.is_file():

@@ -1,10 +1,9 @@
 """The bona fide sources: which Debian packages, where their speech lies, and who speaks.
 
 Only the sources listed in the project's offline-data reference are here; other speech packages are reserved
-for
-an independent evaluation and must not be added. Each discoverer walks one unpacked package tree (``dpkg -x``
-output) and yields :class:`SourceClip` descriptions; nothing is decoded here, so discovery is instant and a
-bad file only fails later, in its own job, with its name in the message.
+for an independent evaluation and must not be added. Each discoverer walks one unpacked package tree (``dpkg
+-x`` output) and yields :class:`SourceClip` descriptions; nothing is decoded here, so discovery is instant and
+a bad file only fails later, in its own job, with its name in the message.
 """
 
 from __future__ import annotations

@@ -2,10 +2,9 @@
 (MIT).
 
 Game and codec packages mix speech with effects, music and test tones; the packaged file names do not always
-tell
-them apart. A clip is kept as bona fide speech only when enough of it is voice activity. The model runs with
-onnxruntime (no torch); if the wheel is missing, :func:`load_vad` returns ``None`` and the builder falls back
-to energy trimming alone (and says so).
+tell them apart. A clip is kept as bona fide speech only when enough of it is voice activity. The model runs
+with onnxruntime (no torch); if the wheel is missing, :func:`load_vad` returns ``None`` and the builder falls
+back to energy trimming alone (and says so).
 """
 
 from __future__ import annotations
