@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from stream_guard.backends.base import InferenceBackend
+from stream_guard.backends.base import InferenceBackend, check_outputs
 from stream_guard.core.stream import Window
 
 log = logging.getLogger("stream_guard.engine")
@@ -303,7 +303,9 @@ class Scheduler:
 
     async def _infer(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.backend.infer, audio)
+        scores, maps = await loop.run_in_executor(self._executor, self.backend.infer, audio)
+        # any backend, not only ours: a wrong output shape becomes a failed window, never a stuck stream
+        return check_outputs(audio.shape[0], scores, maps, type(self.backend).__name__)
 
     async def _execute(self, batch: list[_Item]) -> None:
         try:
@@ -339,6 +341,9 @@ class Scheduler:
         self.stats.batch_sizes[len(batch)] += 1
         self.stats.inference_ms_total += seconds * 1000.0
         for i, item in enumerate(batch):
+            if not np.isfinite(scores[i]):
+                self._fail(item, ValueError(f"the model returned a non-finite score ({scores[i]})"))
+                continue
             latency = (now - item.window.ready_at) * 1000.0
             self.stats.windows_scored += 1
             self.stats.latencies_ms.append(latency)

@@ -42,3 +42,13 @@ class FailingBackend(SlowBackend):
         if np.any(audio[:, 0] == POISON):
             raise BackendError("poisoned window")
         return super().infer(audio)
+
+
+class MalformedBackend(SlowBackend):
+    """FAKE: answers with one score too many and a NaN score, as a broken third-party backend might."""
+
+    def infer(self, audio: np.ndarray):
+        score, amap = self.inner.infer(audio)
+        if audio.shape[0] == 1:
+            return np.array([np.nan], np.float32), amap
+        return np.concatenate([score, score[:1]]), amap

@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 from bundles import speechlike
-from fakes import POISON, FailingBackend, SlowBackend
+from fakes import POISON, FailingBackend, MalformedBackend, SlowBackend
 
 from stream_guard import AudioFormat, Engine, EngineConfig, StreamClosedError, StreamConfig, scan_array
 from stream_guard.core.formats import encode
@@ -302,3 +302,22 @@ def test_a_long_chunk_with_one_bad_sample_is_rejected_whole(backend) -> None:
     assert accepted is False and again is True
     assert summary.duration_s == pytest.approx(30.0, abs=1e-3)  # only the good copy counts
     assert summary.windows == 3 + 57  # warm-up windows plus full windows of 30 s at a 0.5 s hop
+
+
+def test_malformed_backend_output_fails_windows_not_the_engine(backend) -> None:
+    broken = MalformedBackend(backend, delay_s=0.0)  # FAKE: wrong output shapes, NaN scores
+
+    async def main():
+        async with Engine(broken, EngineConfig(max_batch=8, max_wait_ms=20)) as engine:
+            s = await engine.open_stream("s", AudioFormat(16000, "float32"), StreamConfig(warmup=False))
+            consumer = asyncio.create_task(collect(s))
+            await s.feed(speechlike(4.0, level=0.1))
+            summary = await s.close()
+            return summary, await consumer, engine.stats()
+
+    summary, events, stats = run(main())
+    errors = [e for e in events if isinstance(e, ErrorEvent)]
+    assert summary.windows == 0 and summary.windows_dropped == 5 and summary.verdict == "uncertain"
+    assert len(errors) == 5 and all(e.code == "inference_failed" for e in errors)
+    assert any("non-finite" in e.message for e in errors)
+    assert stats["windows_failed"] == 5 and stats["windows_scored"] == 0
