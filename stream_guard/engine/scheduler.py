@@ -82,7 +82,7 @@ class _Item:
     owner: WindowOwner
     enqueued_at: float
     seq: int
-    state: str = "queued"  # queued | taken | dropped
+    state: str = "queued"  # queued | taken (in a batch) | done (result or failure delivered) | dropped
 
 
 @dataclass
@@ -327,10 +327,16 @@ class Scheduler:
                         self._deliver([item], s, m, self._clock() - t0)
                 return
             self._deliver(batch, scores, maps, self._clock() - t0)
+        except Exception as exc:  # a bug must cost these windows, never leave their streams waiting forever
+            log.exception("scheduler: unexpected error while running a batch")
+            for item in batch:
+                if item.state == "taken":
+                    self._fail(item, exc)
         finally:
             self._workers.release()
 
     def _fail(self, item: _Item, exc: BaseException) -> None:
+        item.state = "done"
         self.stats.windows_failed += 1
         text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         item.owner.deliver_failed(item.window, f"inference failed for window {item.window.index}: {text}")
@@ -344,6 +350,7 @@ class Scheduler:
             if not np.isfinite(scores[i]):
                 self._fail(item, ValueError(f"the model returned a non-finite score ({scores[i]})"))
                 continue
+            item.state = "done"
             latency = (now - item.window.ready_at) * 1000.0
             self.stats.windows_scored += 1
             self.stats.latencies_ms.append(latency)
