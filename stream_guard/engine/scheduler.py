@@ -134,6 +134,7 @@ class Scheduler:
         """Stop batching; windows still queued are dropped (and reported), running batches finish."""
         self._closed = True
         self._wakeup.set()
+        await self._notify_space()  # offline feeders waiting for room: their windows will be dropped now
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
