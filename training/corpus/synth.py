@@ -7,6 +7,7 @@ say similar things (IVR prompts) and content cannot separate the classes.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.machinery
 import importlib.util
@@ -86,10 +87,23 @@ def clean_text(text: str, max_words: int = 28) -> str:
     return text.strip()
 
 
+@functools.lru_cache(maxsize=1)
+def flite_voices() -> frozenset[str]:
+    """Voices compiled into the installed flite (``flite -lv``)."""
+    proc = subprocess.run(["flite", "-lv"], capture_output=True, text=True, check=False)
+    listing = proc.stdout.split(":", 1)[-1]
+    return frozenset(listing.split())
+
+
 def synthesize(voice: TTSVoice, text: str, timeout_s: float = 60.0) -> tuple[np.ndarray, int]:
     """Render ``text`` with ``voice``; returns mono float32 and its rate."""
     if not engine_available(voice.engine):
         raise SynthesisError(f"{voice.speaker}: {voice.engine} is not installed")
+    if voice.engine == "flite" and voice.voice not in flite_voices():
+        # flite silently falls back to its default voice for an unknown name: refuse instead
+        raise SynthesisError(
+            f"{voice.speaker}: flite has no voice {voice.voice!r} (has {sorted(flite_voices())})"
+        )
     with tempfile.TemporaryDirectory(prefix="sg-tts-") as tmp:
         out = Path(tmp) / "out.wav"
         if voice.engine == "espeak":
