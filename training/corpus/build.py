@@ -90,6 +90,8 @@ CHANNELS = ("wideband", "telephone")
 VAD_FRAME = 512  # samples at 16 kHz per voice-activity frame (silero-vad)
 #: bump when the processing changes in a way ProcessConfig does not capture: finished clips are then redone
 PIPELINE_VERSION = 2
+#: skip reasons that say nothing about the clip itself; such skips are not remembered between runs
+TRANSIENT_MARKERS = ("is not installed", "timed out")
 
 
 def default_cache() -> Path:
@@ -311,7 +313,8 @@ def run_job(job: Job, out_root: Path, cfg: ProcessConfig) -> JobResult:
             x, sr = _load_source(job)
             band = job.band or ("narrowband" if sr <= 8000 else "wideband")
         elif job.kind == "tts":
-            assert job.voice is not None
+            if job.voice is None:
+                raise ValueError(f"{job.clip_id}: TTS job without a voice")
             x, sr = synthesize(TTSVoice(*job.voice), job.text)
             band = "wideband"
         elif job.kind == "resynth":
@@ -358,8 +361,8 @@ def run_job(job: Job, out_root: Path, cfg: ProcessConfig) -> JobResult:
     except Exception as exc:  # noqa: BLE001 - a bug in one clip must not end a multi-hour build
         tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
         result = JobResult(job.clip_id, [], skipped=f"{job.path or job.clip_id}: unexpected error: {tb}")
-    if isinstance(result.skipped, str) and result.skipped.startswith("ffmpeg is not installed"):
-        return result  # environment problem: do not remember the skip, a rerun with ffmpeg should redo it
+    if any(marker in result.skipped for marker in TRANSIENT_MARKERS):
+        return result  # a missing tool or a timeout: not the clip's fault, so a rerun tries it again
     result.config = config_fingerprint(cfg)
     _write_json_atomic(sidecar, asdict(result))
     return result
