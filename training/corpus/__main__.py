@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
+
+from training.corpus.manifest import ManifestRow
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("manifest", type=Path)
     s.add_argument("--markdown", action="store_true", help="print a markdown table")
     args = parser.parse_args(argv)
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
 
     if args.command == "build":
         from training.corpus.build import CHANNELS, ProcessConfig, build
@@ -57,53 +60,58 @@ def main(argv: list[str] | None = None) -> int:
         print(report.manifest)
         return 0 if report.rows > 0 else 1
 
-    from training.corpus.manifest import ManifestError, read_manifest, summarize
+    from training.corpus.manifest import ManifestError, read_manifest
 
     try:
         rows = read_manifest(args.manifest)
     except ManifestError as exc:
         console.print(f"[red]{exc}[/red]")
         return 2
-    keyed = [
-        (r.label, r.source if r.label == "bonafide" else r.system, r.split, r.channel, r.duration)
-        for r in rows
-    ]
-    from collections import defaultdict
-
-    acc: dict[tuple[str, str, str], dict[str, list[float]]] = defaultdict(
-        lambda: defaultdict(lambda: [0, 0.0])
-    )
-    channels = sorted({k[3] for k in keyed})
-    for label, name, split, channel, dur in keyed:
-        acc[(label, name, split)][channel][0] += 1
-        acc[(label, name, split)][channel][1] += dur / 3600.0
-    header = (
-        ["label", "source/system", "split"]
-        + [f"{c} clips" for c in channels]
-        + [f"{c} hours" for c in channels]
-    )
-    lines = []
-    for key in sorted(acc):
-        cells = (
-            list(key)
-            + [str(int(acc[key][c][0])) for c in channels]
-            + [f"{acc[key][c][1]:.2f}" for c in channels]
-        )
-        lines.append(cells)
-    if args.markdown:
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
-        for cells in lines:
-            print("| " + " | ".join(cells) + " |")
-    else:
-        for cells in [header] + lines:
-            print("\t".join(cells))
-    totals = summarize(rows, ("label", "split"))
-    print()
-    for (label, split), (n, h) in totals.items():
-        print(f"{label} {split}: {n} rows, {h:.2f} h (all channels)")
-    _ = sys  # keep the import explicit for embedding in other tools
+    print(stats_table(rows, markdown=args.markdown))
     return 0
+
+
+@dataclass
+class _Group:
+    clips: set[str] = field(default_factory=set)
+    hours: float = 0.0
+    speakers: set[str] = field(default_factory=set)
+    channels: set[str] = field(default_factory=set)
+
+
+def stats_table(rows: list[ManifestRow], markdown: bool = False) -> str:
+    """Clips, hours and speakers per (label, source or system, split), counted once per clip; the channels
+    each clip is stored in are listed separately (every clip is stored in every channel of the build)."""
+    groups: dict[tuple[str, str, str], _Group] = defaultdict(_Group)
+    seen: set[str] = set()
+    for r in rows:
+        g = groups[(r.label, r.source if r.label == "bonafide" else r.system, r.split)]
+        g.channels.add(r.channel)
+        uid = r.clip_id or r.path
+        if uid not in seen:
+            seen.add(uid)
+            g.clips.add(uid)
+            g.hours += r.duration / 3600.0
+            g.speakers.add(r.speaker)
+    header = ["label", "source/system", "split", "clips", "hours", "speakers", "channels"]
+    lines = [
+        [*key, str(len(g.clips)), f"{g.hours:.2f}", str(len(g.speakers)), "+".join(sorted(g.channels))]
+        for key, g in sorted(groups.items())
+    ]
+    totals: dict[tuple[str, str], _Group] = defaultdict(_Group)
+    for (label, _, split), g in groups.items():
+        totals[(label, split)].clips |= g.clips
+        totals[(label, split)].hours += g.hours
+    for (label, split), t in sorted(totals.items()):
+        lines.append(
+            [label, "**all**" if markdown else "ALL", split, str(len(t.clips)), f"{t.hours:.2f}", "", ""]
+        )
+    if markdown:
+        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += ["| " + " | ".join(cells) + " |" for cells in lines]
+    else:
+        out = ["\t".join(cells) for cells in [header, *lines]]
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

@@ -561,7 +561,7 @@ def build(
         raise ValueError(f"unknown profile {profile_name!r}; choose one of {sorted(PROFILES)}")
     cfg = config or ProcessConfig()
     cache = (cache or default_cache()).expanduser()
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     out_root = cache / "corpus" / profile.name
 
     roots: dict[str, Path] = {}

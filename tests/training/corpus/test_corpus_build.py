@@ -175,3 +175,22 @@ def test_a_package_without_audio_is_reported_and_the_rest_is_built(tmp_path: Pat
     assert "fillets-ng-data-cs: no audio found" in text
     rows = read_manifest(report.manifest)
     assert rows and {r.source for r in rows if r.label == "bonafide"} == {"asterisk"}
+
+
+def test_cli_stats_and_argument_errors(built, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from training.corpus.__main__ import main
+
+    _, report, _ = built
+    assert main(["stats", str(report.manifest), "--markdown"]) == 0
+    out = capsys.readouterr().out
+    rows = read_manifest(report.manifest)
+    n_train_asterisk = len({r.clip_id for r in rows if r.source == "asterisk" and r.split == "train"})
+    assert f"| bonafide | asterisk | train | {n_train_asterisk} |" in out
+    assert "telephone+wideband" in out
+    assert main(["stats", str(tmp_path / "none.csv")]) == 2
+    assert main(["build", "--profile", "tiny", "--channels", "satellite", "--cache", str(tmp_path)]) == 2
+    assert (
+        main(["build", "--profile", "tiny", "--debs", str(tmp_path / "nope"), "--cache", str(tmp_path)]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "manifest not found" in err and "satellite" in err and "not a folder" in err
