@@ -1,2 +1,1 @@
-"""torch -> ONNX bundles (DESIGN.md, "The model bundle") with parity checks. Run ``python -m export
---help``."""
+"""torch -> ONNX bundles (DESIGN.md, "The model bundle") with parity checks: ``python -m export --help``."""

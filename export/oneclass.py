@@ -3,19 +3,14 @@
 ``python -m export oneclass --checkpoint runs/NAME/best.pt --out bundle.onnx``
 
 - The graph takes ``audio [batch, samples]`` (both dynamic, samples >= ``min_audio_s``) and returns ``score``
-  and
-  ``anomaly_map [batch, F, T]``; the front end and DS are inside.
-- The raw discrepancy tensors ``e_l`` are exported as outputs and then removed from the output list: they
-  stay in
-  the graph under recorded names, so ``stream-guard calibrate`` can expose them again and refit DS without
-  torch.
-  The DS statistics are initializers whose names are recorded the same way.
+  and ``anomaly_map [batch, F, T]``; the front end and DS are inside.
+- The raw discrepancy tensors ``e_l`` are exported as outputs and then removed from the output list: they stay
+  in the graph under recorded names, so ``stream-guard calibrate`` can expose them again and refit DS without
+  torch. The DS statistics are initializers whose names are recorded the same way.
 - Calibration (threshold and logistic center/scale) comes from the checkpoint's dev evaluation for the
-  exported
-  scorer; the threshold is the 95th percentile (configurable) of held-out real dev *window* scores.
+  exported scorer; the threshold is the 95th percentile (configurable) of held-out real dev *window* scores.
 - Parity: PyTorch vs onnxruntime on real audio windows (2 s and 0.5 s, several batch sizes); the max abs diff
-  is
-  printed and stored in the metadata; above the tolerance the export fails.
+  is printed and stored in the metadata; above the tolerance the export fails.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Shared pieces of every bundle export: the dynamo export call, output pruning, metadata and parity.
 
 The dynamo exporter (onnx + onnxscript) is the one that handles this graph; the legacy exporter fails on
-complex
-STFTs. Weights are embedded (``external_data=False``) so a bundle is one file.
+complex STFTs. Weights are embedded (``external_data=False``) so a bundle is one file.
 """
 
 from __future__ import annotations

@@ -1,28 +1,21 @@
-"""``stream-guard calibrate``: adapt a bundle to a site's own real speech, without torch and without
-retraining.
+"""``stream-guard calibrate``: adapt a bundle to a site's own real speech, without torch or retraining.
 
 Discrepancy Scaling (DESIGN.md) standardises the teacher/student discrepancy with statistics of *real* speech.
 Speech that is real but unlike the training data (another microphone, codec, room or language) shifts those
 statistics, and a detector calibrated elsewhere then raises false alarms. ``calibrate`` refits them from a
-folder
-of the user's real speech, using only onnx and onnxruntime:
+folder of the user's real speech, using only onnx and onnxruntime:
 
 1. The bundle's metadata (``extra.discrepancy_scaling``) names the graph tensors that hold the raw discrepancy
    vectors ``e_l`` (``[B, C_l, h_l, w_l]``) and the initializers holding ``mu_l`` and ``scale_l = 1 /
-   (sigma_l +
-   eps)`` (``[1, C_l, h_l, 1]``: pooled over time, one value per channel and frequency row). The graph
-   computes
-   ``(e_l - mu_l) * scale_l`` from them, so rewriting the initializers changes the detector exactly as
-   refitting
-   in PyTorch would.
+   (sigma_l + eps)`` (``[1, C_l, h_l, 1]``: pooled over time, one value per channel and frequency row). The
+   graph computes ``(e_l - mu_l) * scale_l`` from them, so rewriting the initializers changes the detector
+   exactly as refitting in PyTorch would.
 2. Pass 1 exposes the discrepancy tensors as extra graph outputs and accumulates their mean and standard
    deviation over every window of the user's audio (windows cut as the runtime cuts them).
 3. The new ``mu`` and ``scale`` replace the initializers; pass 2 scores the same windows with the updated
-graph
-   and sets the threshold to the bundle's false-alarm quantile of those real window scores (e.g. the 95th
-   percentile: about 5 % of the user's real windows would be flagged). The score-to-probability mapping is
-   carried
-   over by the affine change of the real-score distribution (median and spread).
+   graph and sets the threshold to the bundle's false-alarm quantile of those real window scores (e.g. the
+   95th percentile: about 5 % of the user's real windows would be flagged). The score-to-probability mapping
+   is carried over by the affine change of the real-score distribution (median and spread).
 4. The result is written as a new bundle (atomically) whose metadata says what it was fitted on.
 
 A bundle without Discrepancy Scaling gets only step 3 (a new threshold).

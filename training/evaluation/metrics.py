@@ -4,8 +4,7 @@
   interpolation between the two ROC points that bracket the crossing (exact for separable or tied scores).
 - :func:`auc`: area under the ROC curve (the Mann-Whitney statistic; ties count one half).
 - :func:`bootstrap_ci`: percentile interval of a metric over resamples drawn *within each class*, so every
-  resample
-  keeps both classes and their sizes.
+  resample keeps both classes and their sizes.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Evaluation reports in a run folder: ``report.md`` for people, ``metrics.json`` for machines, PNG plots.
 
 Detector-agnostic: callers pass scores and labels (1 = spoof) and get tables of EER (with bootstrap 95 % CI),
-AUC,
-false-alarm rate on real speech and detection rate at a given threshold. Everything is written atomically so
-an
-interrupted evaluation never leaves a half report that looks complete.
+AUC, false-alarm rate on real speech and detection rate at a given threshold. Everything is written atomically
+so an interrupted evaluation never leaves a half report that looks complete.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""``python -m training.oneclass {train,evaluate,tiny-corpus}``: the one-class detector's command line.
+"""``python -m training.oneclass {train,select,evaluate,tiny-corpus}``: the one-class detector's CLI.
 
 - ``train --config CFG --run-dir runs/NAME``: train (or resume) a run; the config is copied into the run
   folder.
+- ``select --run-dir runs/NAME``: choose ``best.pt`` among the epoch checkpoints on dev (if training ran
+  before the dev split existed).
 - ``evaluate --run-dir runs/NAME``: the report (report.md, metrics.json, DET curves, example maps) of its
   best.pt.
 - ``tiny-corpus --out DIR``: a small generated corpus for smoke tests and CI.
@@ -24,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--run-dir", type=Path, required=True)
     t.add_argument("--manifest", default=None, help="override data.manifest")
     t.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke tests)")
+    s = sub.add_parser("select", help="choose best.pt among a run's epoch checkpoints on the dev split")
+    s.add_argument("--run-dir", type=Path, required=True)
+    s.add_argument("--manifest", default=None, help="override data.manifest")
     e = sub.add_parser("evaluate", help="evaluate a run's best checkpoint")
     e.add_argument("--run-dir", type=Path, required=True)
     e.add_argument("--checkpoint", type=Path, default=None, help="default: RUN_DIR/best.pt")
@@ -55,6 +60,14 @@ def main(argv: list[str] | None = None) -> int:
                 cfg.data.manifest = args.manifest
             best = Trainer(cfg, args.run_dir).run(max_steps=args.max_steps)
             print(best)
+            return 0
+        if args.cmd == "select":
+            from .trainer import Trainer
+
+            cfg = load_config(args.run_dir / "config.yaml")
+            if args.manifest:
+                cfg.data.manifest = args.manifest
+            print(Trainer(cfg, args.run_dir).select())
             return 0
         from .evaluate import evaluate_run
 

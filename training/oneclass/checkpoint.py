@@ -2,9 +2,8 @@
 
 A checkpoint file is the ``torch.save`` payload followed by a trailer: a magic marker and the SHA-256 of the
 payload. It is written to a temporary file in the same folder, flushed and fsynced, then renamed over the
-target
-(atomic on POSIX). A file cut short by a kill, a full disk or a copy error fails the trailer check and raises
-:class:`CheckpointError` naming the file; it never loads as a valid (and silently wrong) model.
+target (atomic on POSIX). A file cut short by a kill, a full disk or a copy error fails the trailer check and
+raises :class:`CheckpointError` naming the file; it never loads as a valid (and silently wrong) model.
 """
 
 from __future__ import annotations

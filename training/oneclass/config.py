@@ -23,10 +23,11 @@ class DataConfig:
     manifest: str = "~/.cache/stream-guard/corpus/full/manifest.csv"
     train_split: str = "train"
     dev_split: str = "dev"
-    eval_split: str = "test"
+    eval_split: str = "eval"
     channels: list[str] | None = None  # None = every channel in the manifest
     sources: list[str] | None = None  # restrict the real training sources (the baseline's narrow data)
     exclude_sources: list[str] | None = None  # leave-one-source-out
+    bands: list[str] | None = None  # original recording band of real training clips (wideband / narrowband)
     crop_s: float = 2.0
     max_dev_clips: int = 400  # per class, for checkpoint selection
     max_eval_clips: int | None = None  # per class, for the final report (None = all)

@@ -1,8 +1,7 @@
 """Manifest reading, clip caching, training crops and scoring windows for the one-class detector.
 
 The corpus builder writes a CSV manifest (training/corpus/README.md) with the columns below. This module
-checks it
-up front (missing columns, unknown labels, an empty class or split, unreadable files) and raises
+checks it up front (missing columns, unknown labels, an empty class or split, unreadable files) and raises
 :class:`DataError` with the manifest and the offending file or row named, so a long run never fails halfway.
 """
 
@@ -121,6 +120,7 @@ def select(
     channels: Sequence[str] | None = None,
     sources: Sequence[str] | None = None,
     exclude_sources: Sequence[str] | None = None,
+    bands: Sequence[str] | None = None,
 ) -> list[Clip]:
     """Filter clips by split(s), label, channel and source."""
     splits = {split} if isinstance(split, str) else (set(split) if split else None)
@@ -135,6 +135,8 @@ def select(
         if sources and c.source not in sources:
             continue
         if exclude_sources and c.source in exclude_sources:
+            continue
+        if bands and c.band not in bands:
             continue
         out.append(c)
     return out
@@ -195,8 +197,7 @@ class AudioCache:
 
 
 def load_clip(path: Path, sample_rate: int) -> np.ndarray:
-    """Read a clip as float32 mono at ``sample_rate``; every failure is a :class:`DataError` naming the
-    file."""
+    """A clip as float32 mono at ``sample_rate``; every failure is a :class:`DataError` naming the file."""
     try:
         x, _ = read_audio(path, sample_rate=sample_rate)
     except AudioReadError as exc:
@@ -224,11 +225,11 @@ class CropSampler:
     """Random fixed-length training crops, reproducible from ``(seed, epoch, index)``.
 
     A clip shorter than the crop is continued with other clips of the same source and speaker (crossfaded),
-    so a
-    crop is always speech-like audio of one recording chain and never padded with zeros (padding would teach
-    the
-    model that digital silence is "real").
+    so a crop is always speech-like audio of one recording chain and never padded with zeros (padding would
+    teach the model that digital silence is "real").
     """
+
+    FADE = 160  # 10 ms crossfade between continued clips
 
     def __init__(self, clips: list[Clip], cache: AudioCache, crop_samples: int, seed: int) -> None:
         if not clips:
@@ -255,16 +256,18 @@ class CropSampler:
             j = partners[int(rng.integers(len(partners)))]
             nxt = self.cache.get(self.clips[j])
             parts.append(nxt)
-            total += len(nxt)
-        audio = crossfade_concat(parts, fade=160) if len(parts) > 1 else parts[0]
+            total += len(nxt) - min(self.FADE, total, len(nxt))  # the crossfade overlaps the two clips
+        audio = crossfade_concat(parts, fade=self.FADE) if len(parts) > 1 else parts[0]
         start = int(rng.integers(0, len(audio) - self.crop + 1))
         return audio[start : start + self.crop].copy(), rng
 
 
 def windows(audio: np.ndarray, window: int, hop: int, min_samples: int) -> Iterator[np.ndarray]:
-    """Scoring windows over a clip, as the runtime cuts them: full windows every ``hop``; a clip shorter than
-    one window is scored once as it is (if at least ``min_samples``); the tail is covered by a last full
-    window."""
+    """Scoring windows over a clip, as the runtime cuts them.
+
+    Full windows every ``hop``, plus a last full window covering the tail; a clip shorter than one window is
+    scored once as it is (if at least ``min_samples``).
+    """
     n = len(audio)
     if n < min_samples:
         return

@@ -4,22 +4,16 @@ Every preprocessing step lives inside the model graph (DESIGN.md, "The model bun
 re-implements features and PyTorch/ONNX parity covers the front end too. Choices and why:
 
 - **Level normalisation** divides the power spectrum by the window's level before the log. The level is a
-  power
-  mean (order 4) of per-frame mean-square energies: it follows the loud (speech) frames, so padding a clip
-  with
-  silence or lowering it by 12 dB barely moves the image, and a floor on the level keeps a silent window from
-  being
-  amplified into noise.
+  power mean (order 4) of per-frame mean-square energies: it follows the loud (speech) frames, so padding a
+  clip with silence or lowering it by 12 dB barely moves the image, and a floor on the level keeps a silent
+  window from being amplified into noise.
 - **STFT as a strided conv1d** with fixed DFT weights: the fastest form in onnxruntime (the ONNX STFT op is
-  several
-  times slower and has no CUDA kernel). A 25 ms Hann window with a 512-point DFT basis; no centre padding, so
-  a
-  window of ``n`` samples gives ``1 + (n - 400) // 160`` frames.
+  several times slower and has no CUDA kernel). A 25 ms Hann window with a 512-point DFT basis; no centre
+  padding, so a window of ``n`` samples gives ``1 + (n - 400) // 160`` frames.
 - **HTK mel filterbank** computed in torch (identical to torchaudio's ``melscale_fbanks(norm=None,
   mel_scale="htk")``), so no torchaudio dependency.
 - **Log with a floor** 40 dB below the normalised level: exact digital zeros, dither and codec noise floors
-  all land
-  on the same value, which removes "silence looks different" shortcuts.
+  all land on the same value, which removes "silence looks different" shortcuts.
 """
 
 from __future__ import annotations
@@ -101,8 +95,7 @@ class FrontEndConfig:
 class LogMelFrontEnd(nn.Module):
     """``audio [B, S]`` float32 at 16 kHz -> image ``[B, 3, n_mels, frames]`` scaled for an ImageNet network.
 
-    Rows run from low to high frequency. The three image channels are identical (the teachers were trained on
-    RGB).
+    Rows run from low to high frequency. The three image channels are identical (the teachers saw RGB).
     """
 
     def __init__(self, cfg: FrontEndConfig | None = None) -> None:

@@ -1,21 +1,21 @@
 """STFPM with Discrepancy Scaling over a log-mel image: one module from waveform to score and anomaly map.
 
 - Teacher: a frozen ImageNet pyramid; student: the same architecture from random weights (backbones.py).
-- Discrepancy per level l: ``e_l = normalize(t_l) - normalize(s_l)`` (L2 over channels), shape ``[B, C_l,
-  h_l, w_l]``.
+- Discrepancy per level l: ``e_l = normalize(t_l) - normalize(s_l)`` (L2 over channels), ``[B, C, h, w]``.
 - STFPM loss: ``sum_l mean_{b,i,j} 0.5 * ||e_l||^2`` (Wang et al.; the official code's per-image mean).
 - Plain STFPM map (DS off): ``prod_l Up(0.5 * ||e_l||^2)``.
-- Discrepancy Scaling (DS on, DESIGN.md): ``sum_l log Up(sum_c ((e_l - mu_l) * scale_l)^2)`` with
-  ``scale_l = 1 / (sigma_l + eps)``. The statistics are pooled over time: one value per level, channel and
-  frequency row (``[1, C_l, h_l, 1]``), because time is shift-invariant in speech and windows vary in length,
-  while frequency rows mean something. They are stored as ``mu_l`` and ``scale_l`` (already ``1 / (sigma +
-  eps)``)
-  so that in the exported graph each is an initializer used only with a data-dependent operand: no constant
-  folding can merge them, and ``stream-guard calibrate`` can rewrite them with the onnx package, no torch
-  needed.
+- Discrepancy Scaling (DS on, DESIGN.md): ``sum_l log(1 + Up(sum_c ((e_l - mu_l) * scale_l)^2))`` with
+  ``scale_l = 1 / (sigma_l + eps)``. The ``1 +`` inside the log (DS uses a bare log) changes nothing where it
+  matters (a real-speech cell sums ``C_l`` >= 24 squared z-scores) but keeps cells whose discrepancy is
+  *below* normal (e.g. the empty upper band of telephone audio) from turning float rounding into large
+  negative values: it is what makes PyTorch/ONNX parity hold to 1e-5 on the map and not only on the score.
+- The DS statistics are pooled over time: one value per level, channel and frequency row (``[1, C_l, h_l,
+  1]``), because time is shift-invariant in speech and windows vary in length, while frequency rows mean
+  something. They are stored as ``mu_l`` and ``scale_l`` (already ``1 / (sigma + eps)``) so that in the
+  exported graph each is an initializer used only with a data-dependent operand: no constant folding can merge
+  them, and ``stream-guard calibrate`` can rewrite them with the onnx package, no torch needed.
 - ``Up`` is bilinear resizing to the stride-4 grid (level 1): the common grid of ``anomaly_map``, whose rows
-  are
-  groups of 4 mel bands and whose columns step 4 frames (40 ms).
+  are groups of 4 mel bands and whose columns step 4 frames (40 ms).
 - Score: the map's maximum, or the mean of its top ``topk_fraction`` cells (steadier for streaming).
 """
 
@@ -46,6 +46,7 @@ class ModelConfig:
     ds_eps: float = 0.05
     pooling: str = "topk"
     topk_fraction: float = 0.01
+    time_pad: int = 16  # frames of reflected context on each side of the image (a multiple of 16)
 
     def frontend_config(self) -> FrontEndConfig:
         return FrontEndConfig(**self.frontend)
@@ -75,6 +76,8 @@ class STFPM(nn.Module):
     def __init__(self, cfg: ModelConfig | None = None, pretrained_teacher: bool = True) -> None:
         super().__init__()
         self.cfg = cfg or ModelConfig()
+        if self.cfg.time_pad % 16:
+            raise ValueError(f"time_pad must be a multiple of 16 frames, got {self.cfg.time_pad}")
         if self.cfg.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {self.cfg.pooling!r} (choose from {POOLINGS})")
         self.frontend = LogMelFrontEnd(self.cfg.frontend_config())
@@ -123,11 +126,28 @@ class STFPM(nn.Module):
         return self
 
     def pyramids(self, audio: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Teacher and student features at strides 4, 8, 16.
+
+        The image is extended in time by ``time_pad`` reflected frames on each side and the features are
+        cropped back to the window: the zero padding of the convolutions then falls on borrowed context, not
+        on the window's first and last columns, which would otherwise light up in every map (and, with DS
+        statistics pooled over time, dominate the score).
+        """
         img = self.frontend(audio)
+        pad = self.cfg.time_pad
+        if pad:
+            img = F.pad(img, (pad, pad, 0, 0), mode="reflect")
         with torch.no_grad():
             t = self.teacher(img)
         s = self.student(img)
+        if pad:
+            t = [self._crop(f, pad // stride) for f, stride in zip(t, (4, 8, 16), strict=True)]
+            s = [self._crop(f, pad // stride) for f, stride in zip(s, (4, 8, 16), strict=True)]
         return t, s
+
+    @staticmethod
+    def _crop(x: torch.Tensor, c: int) -> torch.Tensor:
+        return x[..., c : x.shape[-1] - c] if c else x
 
     def discrepancies(self, audio: torch.Tensor) -> list[torch.Tensor]:
         """``e_l = normalize(t_l) - normalize(s_l)`` per level."""
@@ -154,7 +174,7 @@ class STFPM(nn.Module):
             for e, (mu, scale) in zip(discs, self.ds_stats(), strict=True):
                 z = (e - mu) * scale
                 sm = self._up((z * z).sum(dim=1, keepdim=True), size)
-                term = torch.log(sm + 1e-12)
+                term = torch.log(sm + 1.0)
                 out = term if out is None else out + term
         else:
             out = None

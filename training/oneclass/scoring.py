@@ -1,10 +1,8 @@
 """Scoring clips with an STFPM model, fitting DS statistics and the decision calibration.
 
 Clips are cut into windows exactly as the runtime does (``data.windows``); windows of equal length are
-batched.
-One teacher/student pass per window yields all four scorers (DS on/off x max/top-k), so DS on/off and the
-pooling
-choice are compared on identical features.
+batched. One teacher/student pass per window yields all four scorers (DS on/off x max/top-k), so DS on/off and
+the pooling choice are compared on identical features.
 """
 
 from __future__ import annotations

@@ -1,12 +1,10 @@
 """A tiny generated corpus for tests and CI: speech-like signals made with numpy, nothing downloaded.
 
 "Real" clips are glottal-pulse trains with jittered, gliding pitch through random vowel formants, with
-syllable
-envelopes and a little breath noise. "Spoof" systems are deliberately machine-like variants of the same source
-(constant pitch; a buzz without formant motion; a noise-vocoded version): enough for the pipeline to have two
-classes with a measurable difference, never a claim about real synthesizers. The manifest has the same
-columns as
-the corpus builder's, with train/dev/eval splits and wideband/telephone channels.
+syllable envelopes and a little breath noise. "Spoof" systems are deliberately machine-like variants of the
+same source (constant pitch; a buzz without formant motion; a noise-vocoded version): enough for the pipeline
+to have two classes with a measurable difference, never a claim about real synthesizers. The manifest has the
+same columns as the corpus builder's, with train/dev/eval splits and wideband/telephone channels.
 """
 
 from __future__ import annotations

@@ -1,20 +1,15 @@
-"""Training loop of the one-class detector: bona fide crops only, checkpoint selection on a labelled dev
-split.
+"""Training loop of the one-class detector: bona fide crops only, checkpoint selection on a labelled dev set.
 
 Why the selection is done this way: a lower STFPM loss was measured to be a *worse* detector
 (reference/detection-baseline.md), so the loss only drives the optimiser. After every epoch the model is
-scored on
-the dev split (dev real vs dev spoof systems; never the eval split that the report quotes) and the checkpoint
-with
-the lowest dev EER of the configured scorer is kept as ``best.pt``. DS statistics are fitted on one half of
-the dev
-real clips and the EER and threshold are measured on the other half, so the DS-on scores are not judged
-in-sample.
+scored on the dev split (dev real vs dev spoof systems; never the eval split that the report quotes) and the
+checkpoint with the lowest dev EER of the configured scorer is kept as ``best.pt``. DS statistics are fitted
+on one half of the dev real clips and the EER and threshold are measured on the other half, so the DS-on
+scores are not judged in-sample.
 
 Resumability: every ``checkpoint_every`` steps ``last.pt`` holds the student, the optimiser, the position
 ``(epoch, step)`` and the history. Crops and augmentation draw from RNGs seeded by ``(seed, epoch, index)``,
-so a
-run resumed after a kill replays exactly the batches it would have seen.
+so a run resumed after a kill replays exactly the batches it would have seen.
 """
 
 from __future__ import annotations
@@ -148,18 +143,23 @@ class Trainer:
         self.last_path = self.run_dir / "last.pt"
         self.best_path = self.run_dir / "best.pt"
 
-    def _load_data(self) -> tuple[list[Clip], DevSet, AudioCache]:
+    def _load_data(self) -> tuple[list[Clip], DevSet | None, AudioCache]:
         cfg = self.cfg
         d = cfg.data
         clips = read_manifest(cfg.manifest_path)
         train = require(
-            select(clips, d.train_split, "real", d.channels, d.sources, d.exclude_sources),
+            select(clips, d.train_split, "real", d.channels, d.sources, d.exclude_sources, d.bands),
             f"split {d.train_split!r}, label real" + (f", sources {d.sources}" if d.sources else ""),
             cfg.manifest_path,
         )
-        dev = DevSet(cfg, clips)
+        try:
+            dev: DevSet | None = DevSet(cfg, clips)
+        except DataError as exc:
+            # Training needs only real speech; selection can run later (``select``) once the dev split exists.
+            log(self.run_dir, f"no dev selection during training ({exc}); run `select` afterwards")
+            dev = None
         cache = AudioCache(cfg.model.frontend_config().sample_rate)
-        todo = train + dev.ds_fit + dev.real + dev.spoof
+        todo = train + ((dev.ds_fit + dev.real + dev.spoof) if dev else [])
         log(self.run_dir, f"loading {len(todo)} clips ({len(train)} train real) from {cfg.manifest_path}")
         for c in todo:
             cache.get(c)  # decode everything now: a bad file fails here, named, not an hour into the run
@@ -207,7 +207,7 @@ class Trainer:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 step += 1
                 done_steps += 1
                 if on_step is not None:
@@ -225,31 +225,75 @@ class Trainer:
                     self._save_last(model, opt, epoch, step, history, best)
                     log(self.run_dir, f"stopping after {done_steps} steps as asked")
                     return self.best_path
-            # end of epoch: select on dev
-            dev_res = evaluate_dev(model, dev, cache, cfg)
-            score = dev_res["eer"][tc.select_scorer]
-            entry = {
+            # end of epoch: keep the epoch's student, then select on dev
+            self._save_epoch(model, epoch + 1)
+            entry: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "loss": float(np.mean(losses)) if losses else None,
-                "dev_eer": dev_res["eer"],
                 "seconds": round(time.time() - t0, 1),
             }
             history.append(entry)
-            log(
-                self.run_dir,
-                "dev EER " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in dev_res["eer"].items()),
-            )
-            if score < best:
-                best = score
-                self._save_best(model, epoch + 1, dev_res, history)
-                log(
-                    self.run_dir,
-                    f"new best ({tc.select_scorer} dev EER {100 * score:.1f} %) -> {self.best_path}",
-                )
+            best = self._select(model, epoch + 1, dev, cache, history, best)
             epoch, step = epoch + 1, 0
             self._save_last(model, opt, epoch, step, history, best)
         (self.run_dir / "history.json").write_text(json.dumps(history, indent=2))
+        if dev is None:
+            log(self.run_dir, "training done; no dev split was available: run `select` to choose best.pt")
         return self.best_path
+
+    def _select(
+        self, model: STFPM, epoch: int, dev: DevSet | None, cache: AudioCache, history: list, best: float
+    ) -> float:
+        """Score the epoch on dev; keep it as ``best.pt`` if its dev EER is the lowest so far."""
+        if dev is None:
+            return best
+        tc = self.cfg.train
+        dev_res = evaluate_dev(model, dev, cache, self.cfg)
+        score = dev_res["eer"][tc.select_scorer]
+        for entry in history:
+            if entry["epoch"] == epoch:
+                entry["dev_eer"] = dev_res["eer"]
+        eers = ", ".join(f"{k} {100 * v:.1f} %" for k, v in dev_res["eer"].items())
+        log(self.run_dir, f"epoch {epoch} dev EER {eers}")
+        if score < best:
+            best = score
+            self._save_best(model, epoch, dev_res, history)
+            log(
+                self.run_dir, f"new best ({tc.select_scorer} dev EER {100 * score:.1f} %) -> {self.best_path}"
+            )
+        return best
+
+    def select(self) -> Path:
+        """Checkpoint selection after training: score every ``epoch_N.pt`` on dev and write ``best.pt``."""
+        cfg, d = self.cfg, self.cfg.data
+        torch.set_num_threads(cfg.train.threads)
+        clips = read_manifest(cfg.manifest_path)
+        train = select(clips, d.train_split, "real", d.channels, d.sources, d.exclude_sources, d.bands)
+        self.data_summary = data_summary(cfg, train)
+        dev = DevSet(cfg, clips)
+        cache = AudioCache(cfg.model.frontend_config().sample_rate)
+        history_path = self.run_dir / "history.json"
+        history = json.loads(history_path.read_text()) if history_path.exists() else []
+        model = STFPM(cfg.model)
+        best = math.inf
+        epochs = sorted(self.run_dir.glob("epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+        if not epochs:
+            raise DataError(f"{self.run_dir}: no epoch_N.pt checkpoints to select from")
+        for path in epochs:
+            state = load_checkpoint(path)
+            model.student.load_state_dict(state["student"])
+            epoch = int(state["epoch"])
+            if not any(e.get("epoch") == epoch for e in history):
+                history.append({"epoch": epoch})
+            best = self._select(model, epoch, dev, cache, history, best)
+        history_path.write_text(json.dumps(history, indent=2))
+        return self.best_path
+
+    def _save_epoch(self, model: STFPM, epoch: int) -> None:
+        save_checkpoint(
+            {"kind": "stream-guard/oneclass-epoch", "student": model.student.state_dict(), "epoch": epoch},
+            self.run_dir / f"epoch_{epoch}.pt",
+        )
 
     def _save_last(
         self, model: STFPM, opt: torch.optim.Optimizer, epoch: int, step: int, history: list, best: float
