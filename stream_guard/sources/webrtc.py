@@ -200,6 +200,49 @@ def loopback_candidates(enabled: bool = True) -> Iterator[None]:
         _LOOPBACK_ONLY.reset(token)
 
 
+async def close_peer_connection(pc: Any, settle_s: float = 0.25) -> None:
+    """Close an aiortc peer connection and make sure its ICE connections leave no task running.
+
+    aioice starts its consent-freshness task at the end of ``Connection.connect()``. When a peer is closed at
+    the moment its ICE checks succeed, ``close()`` runs first and ``connect()`` then starts that task on the
+    closed connection, where it loops every 5 s for ever (it has no nominated pair left to fail on). Closing
+    a peer right after it connected is ordinary here (a refused track, a client leaving at once), so the task
+    is cancelled if it appears within ``settle_s``.
+    """
+    connections = []
+    for transport in _ice_transports(pc):
+        conn = getattr(transport, "_connection", None)
+        if conn is not None and conn not in connections:
+            connections.append(conn)
+    with contextlib.suppress(Exception):
+        await pc.close()
+    deadline = time.monotonic() + settle_s
+    while True:
+        for conn in connections:
+            task = getattr(conn, "_query_consent_task", None)
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        if time.monotonic() >= deadline:
+            return
+        await asyncio.sleep(0.02)
+
+
+def _ice_transports(pc: Any) -> list[Any]:
+    found = []
+    with contextlib.suppress(Exception):
+        for t in pc.getTransceivers():
+            dtls = getattr(t.receiver, "transport", None) or getattr(t.sender, "transport", None)
+            ice = getattr(dtls, "transport", None)
+            if ice is not None:
+                found.append(ice)
+        sctp = getattr(pc, "sctp", None)
+        if sctp is not None and getattr(sctp, "transport", None) is not None:
+            found.append(sctp.transport.transport)
+    return found
+
+
 # ----------------------------------------------------------------------------------------------------
 # signalling messages (sans-I/O)
 
@@ -902,8 +945,7 @@ class WebRTCSession:
             else:  # opened but never started (the answer failed): still close the stream
                 await self._end_slot(slot, "closed")
         if self.pc is not None:
-            with contextlib.suppress(Exception):
-                await self.pc.close()
+            await close_peer_connection(self.pc)
         if self._channel_open:
             await self.send({"type": "bye", "reason": self.close_reason})
             await self._close_channel(CLOSE_NORMAL, self.close_reason)
@@ -1217,8 +1259,7 @@ class WebRTCClient:
     async def close(self) -> None:
         """Close the peer connection and the websocket (idempotent)."""
         if self.pc is not None:
-            with contextlib.suppress(Exception):
-                await self.pc.close()
+            await close_peer_connection(self.pc)
         if self.ws is not None:
             with contextlib.suppress(Exception):
                 await self.ws.close()
