@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -168,6 +169,7 @@ def main() -> int:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python", *sys.argv]),
         "model": backend.metadata.name,
+        "load_average_at_start": os.getloadavg()[0],
         "runs": {},
     }
     try:

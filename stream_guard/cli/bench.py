@@ -607,6 +607,8 @@ def machine_info(backend: Any) -> dict[str, Any]:
         "python": platform.python_version(),
         "onnxruntime": ort.__version__,
         "device": getattr(backend, "device", "unknown"),
+        # other work on the machine skews every number here: the 1-minute load average says how much there was
+        "load_average_at_start": os.getloadavg()[0],
     }
 
 
@@ -750,6 +752,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         backend.close()
 
+    report["machine"]["load_average_at_end"] = os.getloadavg()[0]
     out_dir = Path(args.out).expanduser() if args.out else default_out_dir()
     stem = args.name or "bench-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     try:
