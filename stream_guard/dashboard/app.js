@@ -37,7 +37,9 @@ class StreamView {
     node.dataset.stream = id;
     node.dataset.windows = "0";
     node.dataset.mapColumns = "0";
-    node.querySelector(".label").textContent = id;
+    // Events carry stream ids only; a WebRTC stream's id ends with its participant id, a readable title.
+    const rtc = /^webrtc-p\d+-(.+)$/.exec(id);
+    node.querySelector(".label").textContent = rtc ? rtc[1] : id;
     node.querySelector(".id").textContent = id;
     container.appendChild(node);
     this.node = node;

@@ -47,6 +47,10 @@ def test_page_streams_a_file_and_shows_scores_that_match_a_scan(bundle_path, tmp
     async def main():
         async with serving(bundle_path, tmp_path) as server:
             run = await microphone_session(server, wav, seconds=len(audio) / RATE, screenshot=shot)
+            for _ in range(300):  # the peer closes after the page has its summary
+                if server.webrtc.stats()["peers"] == 0:
+                    break
+                await asyncio.sleep(0.1)
             stats = server.webrtc.stats()
         return run, stats
 
