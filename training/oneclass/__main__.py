@@ -1,4 +1,4 @@
-"""``python -m training.oneclass {train,select,evaluate,tiny-corpus}``: the one-class detector's CLI.
+"""``python -m training.oneclass {train,select,evaluate,card,tiny-corpus}``: the one-class detector's CLI.
 
 - ``train --config CFG --run-dir runs/NAME``: train (or resume) a run; the config is copied into the run
   folder.
@@ -6,6 +6,7 @@
   before the dev split existed).
 - ``evaluate --run-dir runs/NAME``: the report (report.md, metrics.json, DET curves, example maps) of its
   best.pt.
+- ``card --run-dir runs/NAME --bundle B.onnx --out B.md``: the model card, from the run's evaluation.
 - ``tiny-corpus --out DIR``: a small generated corpus for smoke tests and CI.
 """
 
@@ -36,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--split", default=None, help="split to report (default: the config's eval_split)")
     e.add_argument("--max-clips", type=int, default=None, help="per class and channel (default: all)")
     e.add_argument("--boot", type=int, default=200, help="bootstrap resamples for the CIs")
+    c = sub.add_parser("card", help="write the model card of an exported bundle from its run's evaluation")
+    c.add_argument("--run-dir", type=Path, required=True)
+    c.add_argument("--bundle", type=Path, required=True)
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--baseline-run", type=Path, default=None)
     g = sub.add_parser("tiny-corpus", help="write a small generated corpus and manifest")
     g.add_argument("--out", type=Path, required=True)
     g.add_argument("--clips", type=int, default=6)
@@ -60,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
                 cfg.data.manifest = args.manifest
             best = Trainer(cfg, args.run_dir).run(max_steps=args.max_steps)
             print(best)
+            return 0
+        if args.cmd == "card":
+            from .card import write_card
+
+            print(write_card(args.run_dir, args.bundle, args.out, args.baseline_run))
             return 0
         if args.cmd == "select":
             from .trainer import Trainer

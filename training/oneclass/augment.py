@@ -1,6 +1,6 @@
 """On-the-fly augmentation of bona fide crops: what the one-class model must learn to call "real".
 
-When the project's augmentation package (:mod:`training.augment`) is installed its pipeline is used,
+When the project's augmentation package (:mod:`training.augment`) is present its chain is used,
 configured by the run's ``augment.params``. Otherwise a small built-in chain runs, made only of cheap
 numpy/soxr operations so it keeps up with training on two cores: telephone channel (mu-law or A-law 8 kHz
 round trip, which also band-limits to ~3.4 kHz), plain band-limits, level changes, light noise at a random SNR
@@ -75,15 +75,24 @@ def builtin(params: dict[str, Any], sr: int) -> Augmenter:
     return apply
 
 
-def build(cfg: Any, sr: int) -> Augmenter | None:
-    """The augmenter for a run's ``augment`` config section (None when disabled)."""
+def build(cfg: Any, sr: int, seed: int = 0) -> Augmenter | None:
+    """The augmenter for a run's ``augment`` config section (None when disabled).
+
+    With :mod:`training.augment` present, ``params`` is its chain config (``{"augmentations": [...]}``); empty
+    params mean its recommended ``default_config``. ``params: {builtin: {...}}`` forces the built-in chain.
+    """
     if not cfg.enabled:
         return None
+    params = dict(cfg.params or {})
+    if "builtin" in params:
+        return builtin(params["builtin"] or {}, sr)
     try:
-        import training.augment as project_aug  # noqa: F401
+        from training.augment import Chain, default_config
     except ImportError:
-        return builtin(cfg.params, sr)
-    factory = getattr(project_aug, "build_augmenter", None)
-    if factory is None:
-        return builtin(cfg.params, sr)
-    return factory(cfg.params, sr)
+        return builtin(params, sr)
+    chain = Chain.from_config(params if params.get("augmentations") else default_config(seed))
+
+    def apply(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return chain(x, sr, rng=rng)
+
+    return apply

@@ -186,7 +186,7 @@ class Trainer:
             log(self.run_dir, f"resuming at epoch {epoch} step {step}")
         crop = int(cfg.data.crop_s * model.frontend.cfg.sample_rate)
         sampler = CropSampler(train, cache, crop, tc.seed)
-        augmenter = aug.build(cfg.augment, model.frontend.cfg.sample_rate)
+        augmenter = aug.build(cfg.augment, model.frontend.cfg.sample_rate, tc.seed)
         steps_per_epoch = max(1, tc.crops_per_epoch // tc.batch_size)
         done_steps = 0
         while epoch < tc.epochs:
