@@ -61,6 +61,7 @@ log = logging.getLogger("stream_guard.webrtc")
 
 # RFC 6455 close codes and the application codes shared with the other ingest routes (protocols/base.py).
 CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_INVALID_PAYLOAD = 1007
 CLOSE_POLICY = 1008
@@ -1032,15 +1033,23 @@ class WebRTCGateway:
             **self.counters,
         }
 
-    async def aclose(self) -> None:
-        """Refuse new peers, close every session's peer connection and end all streams (server shutdown)."""
+    async def aclose(self, grace_s: float = 10.0) -> None:
+        """Server shutdown: refuse new peers, end every stream (each client still gets its summaries and a
+        ``bye`` with reason ``server_shutdown``), then close what is left with 1001 (going away)."""
         self._closing = True
         for session in list(self.sessions):
             session.close_reason = "server_shutdown"
-            await session._close_channel(CLOSE_TRY_AGAIN, "server shutting down")
-        for _ in range(100):
-            if not self.sessions:
-                break
+            if session.slots:
+                for slot in session.slots:
+                    slot.ingest.stop()
+            else:  # still negotiating: nothing to summarise
+                await session._close_channel(CLOSE_GOING_AWAY, "server shutting down")
+        deadline = time.monotonic() + grace_s
+        while self.sessions and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for session in list(self.sessions):
+            await session._close_channel(CLOSE_GOING_AWAY, "server shutting down")
+        while self.sessions and time.monotonic() < deadline + 5.0:
             await asyncio.sleep(0.05)
 
 

@@ -94,3 +94,25 @@ def test_server_stream_limit_refuses_extra_tracks_and_keeps_serving(bundle_path,
     assert refused is not None and "stream_refused" in refused and "capacity" in refused
     assert "stream" in kinds and "event" in kinds and kinds[-1] == "bye"
     assert not leaked
+
+
+def test_server_shutdown_ends_webrtc_streams_with_summaries(bundle_path, tmp_path):
+    async def main():
+        async with running_server(bundle_path, tmp_path) as server:
+            url = f"ws://127.0.0.1:{server.port}/v1/webrtc?token={TOKEN}"
+            track = ClientTrack(pcm_audio_track(noise(30.0, 0.3), RATE), "fay")
+            seen = []
+            async with WebRTCClient(url, [track], loopback=True) as client:
+                stopping = None
+                async for msg in client.messages():
+                    seen.append(msg)
+                    if stopping is None and msg["type"] == "event" and msg["event"]["type"] == "score":
+                        stopping = asyncio.ensure_future(server.stop())
+                await stopping
+            return seen, client.ws.close_code
+
+    seen, close_code = asyncio.run(main())
+    summaries = [m for m in seen if m["type"] == "event" and m["event"]["type"] == "summary"]
+    assert len(summaries) == 1
+    assert {"type": "bye", "reason": "server_shutdown"} in seen
+    assert close_code == 1000
