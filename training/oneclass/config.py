@@ -50,6 +50,7 @@ class TrainConfig:
     checkpoint_every: int = 50  # steps between resumable checkpoints
     threads: int = 2
     select_scorer: str = "ds_topk"  # which scorer's dev EER picks the checkpoint
+    max_minutes: float | None = None  # wall-clock budget: no new epoch starts if it would not finish in time
 
 
 @dataclass

@@ -189,7 +189,14 @@ class Trainer:
         augmenter = aug.build(cfg.augment, model.frontend.cfg.sample_rate, tc.seed)
         steps_per_epoch = max(1, tc.crops_per_epoch // tc.batch_size)
         done_steps = 0
+        started = time.time()
+        epoch_seconds: list[float] = []
         while epoch < tc.epochs:
+            if tc.max_minutes is not None and epoch_seconds and step == 0:
+                elapsed = time.time() - started
+                if elapsed + float(np.mean(epoch_seconds)) > 60 * tc.max_minutes:
+                    log(self.run_dir, f"time budget of {tc.max_minutes:g} min: stopping after epoch {epoch}")
+                    break
             model.train()
             t0 = time.time()
             losses: list[float] = []
@@ -234,6 +241,7 @@ class Trainer:
             }
             history.append(entry)
             best = self._select(model, epoch + 1, dev, cache, history, best)
+            epoch_seconds.append(time.time() - t0)
             epoch, step = epoch + 1, 0
             self._save_last(model, opt, epoch, step, history, best)
         (self.run_dir / "history.json").write_text(json.dumps(history, indent=2))
