@@ -1,0 +1,113 @@
+"""The leave-one-out protocol end to end on the generated corpus (two sources, two families, a few steps),
+its resumption, and its refusal of unusable manifests before any training."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from training.oneclass.data import DataError
+from training.protocol.__main__ import main
+from training.protocol.config import load_protocol_config
+from training.protocol.runner import ProtocolRunner
+from training.protocol.tiny import build_protocol_corpus
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _config(tmp: Path, manifest: Path, **over) -> Path:
+    raw = yaml.safe_load((REPO / "training/protocol/configs/tiny.yaml").read_text())
+    raw.update(manifest=str(manifest), supervised=str(REPO / "training/supervised/configs/tiny.yaml"), **over)
+    path = tmp / "protocol.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_manifest_without_a_class_is_refused_before_training(tmp_path: Path, capsys) -> None:
+    manifest = build_protocol_corpus(tmp_path / "c", clips_per_speaker=1, spoof_clips=1)
+    with open(manifest, newline="") as fh:
+        rows = list(csv.reader(fh))
+    real_only = tmp_path / "real.csv"
+    with open(real_only, "w", newline="") as fh:
+        csv.writer(fh).writerows([r for r in rows if r[1] != "spoof"])
+    cfg = _config(tmp_path, real_only)
+    assert main(["run", "--config", str(cfg), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "no clips for label spoof (synthetic)" in err and "real.csv" in err
+    assert not (tmp_path / "run" / "folds").exists()
+    cfg2 = _config(tmp_path, manifest, family_folds=["neural"])
+    assert main(["run", "--config", str(cfg2), "--run-dir", str(tmp_path / "run2")]) == 2
+    assert "family fold 'neural': no synthetic clip of that family" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_tiny_protocol_end_to_end_and_resume(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "tests"))
+    from bundles import (
+        build_bundle,
+        bundle_metadata,
+    )  # a small valid bundle standing in for the one-class model
+
+    oneclass = build_bundle(tmp_path / "oneclass.onnx")
+    manifest = build_protocol_corpus(tmp_path / "corpus", silent_source=True)
+    cfg, sup = load_protocol_config(_config(tmp_path, manifest, oneclass_bundle=str(oneclass)))
+    run = tmp_path / "run"
+    report = ProtocolRunner(cfg, sup, run, progress=False).run()
+    metrics = json.loads((run / "metrics.json").read_text())
+    text = report.read_text()
+
+    # the source with no usable speech is named and the run went on
+    assert "source-silent" in metrics["failed"]
+    assert "'silent' has no usable speech" in metrics["failed"]["source-silent"]
+    for fold in ("family-formant", "family-vocoder", "source-gen_a", "source-gen_b"):
+        assert (run / "folds" / fold / "scores.json").exists(), fold
+    for det in ("oneclass", "supervised", "fusion"):
+        for ch in ("wideband", "telephone"):
+            m = metrics["pooled"][det][ch]
+            assert 0.0 <= m["eer"] <= 1.0 and m["eer_ci"][0] <= m["eer"] <= m["eer_ci"][1]
+        assert f"{det}: leave one real source out" in text
+    assert (run / "det-fusion.png").stat().st_size > 1000
+
+    # fused window scores are the fold's logistic formula on the two detectors' window scores
+    fold = json.loads((run / "folds" / "family-vocoder" / "scores.json").read_text())
+    w, b = fold["fusion"]["weights"], fold["fusion"]["bias"]
+    for row in fold["clips"][:5]:
+        s = row["scores"]
+        expected = b + w[0] * np.asarray(s["oneclass"]) + w[1] * np.asarray(s["supervised"])
+        np.testing.assert_allclose(s["fusion"], expected, rtol=1e-9)
+    # the left-out family never trained the fold's model
+    cfg_fold = yaml.safe_load((run / "folds" / "family-vocoder" / "supervised" / "config.yaml").read_text())
+    assert cfg_fold["data"]["exclude_families"] == ["vocoder"]
+    cfg_src = yaml.safe_load((run / "folds" / "source-gen_a" / "supervised" / "config.yaml").read_text())
+    assert cfg_src["data"]["exclude_sources"] == ["gen_a"]
+
+    # a rerun skips complete folds: nothing is retrained or rescored
+    stamps = {p: p.stat().st_mtime_ns for p in run.glob("folds/*/*scores.json")}
+    ProtocolRunner(cfg, sup, run, progress=False).run()  # (the failed fold is retried, and fails again)
+    assert {p: p.stat().st_mtime_ns for p in run.glob("folds/*/*scores.json")} == stamps
+    log = (run / "protocol.log").read_text()
+    assert log.count("complete, skipped") >= 4
+
+    # a new one-class bundle rescored without retraining: stage-1 files untouched, fusion refitted
+    build_bundle(tmp_path / "oneclass2.onnx", metadata=bundle_metadata(name="another one-class model"))
+    cfg.oneclass_bundle = str(tmp_path / "oneclass2.onnx")
+    stage1 = run / "folds" / "family-vocoder" / "supervised_scores.json"
+    before = stage1.stat().st_mtime_ns
+    ProtocolRunner(cfg, sup, run, progress=False).run(only=["family-vocoder"])
+    assert stage1.stat().st_mtime_ns == before
+    assert json.loads((run / "folds" / "family-vocoder" / "scores.json").read_text())["oneclass"][
+        "path"
+    ].endswith("oneclass2.onnx")
+
+
+def test_fold_names_must_exist(tmp_path: Path) -> None:
+    manifest = build_protocol_corpus(tmp_path / "c", clips_per_speaker=1, spoof_clips=1)
+    cfg, sup = load_protocol_config(_config(tmp_path, manifest, source_folds=["gen_z"]))
+    with pytest.raises(DataError, match="source fold 'gen_z': no real clip of that source"):
+        ProtocolRunner(cfg, sup, tmp_path / "run", progress=False).run()
