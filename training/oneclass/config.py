@@ -29,6 +29,7 @@ class DataConfig:
     exclude_sources: list[str] | None = None  # leave-one-source-out
     bands: list[str] | None = None  # original recording band of real training clips (wideband / narrowband)
     crop_s: float = 2.0
+    source_balance: float = 1.0  # crop sampling: source weight = clips ** source_balance (0 = sources equal)
     max_dev_clips: int = 400  # per class, for checkpoint selection
     max_eval_clips: int | None = None  # per class, for the final report (None = all)
 

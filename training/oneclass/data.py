@@ -231,7 +231,9 @@ class CropSampler:
 
     FADE = 160  # 10 ms crossfade between continued clips
 
-    def __init__(self, clips: list[Clip], cache: AudioCache, crop_samples: int, seed: int) -> None:
+    def __init__(
+        self, clips: list[Clip], cache: AudioCache, crop_samples: int, seed: int, source_balance: float = 1.0
+    ) -> None:
         if not clips:
             raise DataError("no training clips")
         self.clips = clips
@@ -242,13 +244,23 @@ class CropSampler:
         for i, c in enumerate(clips):
             groups[f"{c.source}|{c.speaker}"].append(i)
         self.partners = {i: groups[f"{c.source}|{c.speaker}"] for i, c in enumerate(clips)}
+        # Source weight = (clip count) ** source_balance: 1 = every clip equally likely, 0 = every source
+        # equally likely. Between the two, large sources do not drown the small ones that widen "real".
+        by_source: dict[str, list[int]] = defaultdict(list)
+        for i, c in enumerate(clips):
+            by_source[c.source].append(i)
+        self.sources = sorted(by_source)
+        self.source_clips = [by_source[s] for s in self.sources]
+        w = np.array([len(v) ** source_balance for v in self.source_clips], dtype=np.float64)
+        self.source_p = w / w.sum()
 
     def rng(self, epoch: int, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, epoch, index])
 
     def crop_at(self, epoch: int, index: int) -> tuple[np.ndarray, np.random.Generator]:
         rng = self.rng(epoch, index)
-        i = int(rng.integers(len(self.clips)))
+        members = self.source_clips[int(rng.choice(len(self.sources), p=self.source_p))]
+        i = members[int(rng.integers(len(members)))]
         parts = [self.cache.get(self.clips[i])]
         total = len(parts[0])
         partners = self.partners[i]

@@ -185,7 +185,7 @@ class Trainer:
             best = float(state["best"])
             log(self.run_dir, f"resuming at epoch {epoch} step {step}")
         crop = int(cfg.data.crop_s * model.frontend.cfg.sample_rate)
-        sampler = CropSampler(train, cache, crop, tc.seed)
+        sampler = CropSampler(train, cache, crop, tc.seed, cfg.data.source_balance)
         augmenter = aug.build(cfg.augment, model.frontend.cfg.sample_rate, tc.seed)
         steps_per_epoch = max(1, tc.crops_per_epoch // tc.batch_size)
         done_steps = 0
