@@ -5,6 +5,8 @@
   time; a rerun skips complete folds and resumes the training of the interrupted one.
 - ``report --run-dir DIR``: rewrite the report from the folds complete so far.
 - ``tiny-corpus --out DIR``: the generated two-source corpus of the smoke test.
+- ``snapshot --corpus DIR --out M.csv``: a manifest of the clips a corpus build has finished so far (its
+  per-clip sidecars), to start evaluating while a long build is still running.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     g = sub.add_parser("tiny-corpus", help="write the generated two-source corpus")
     g.add_argument("--out", type=Path, required=True)
     g.add_argument("--silent-source", action="store_true", help="add a source with no usable speech")
+    n = sub.add_parser("snapshot", help="manifest of the clips a running corpus build has finished")
+    n.add_argument("--corpus", type=Path, required=True, help="<cache>/corpus/<profile>")
+    n.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
 
     from training.oneclass.backbones import BackboneError
@@ -42,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
             from .tiny import build_protocol_corpus
 
             print(build_protocol_corpus(args.out, silent_source=args.silent_source))
+            return 0
+        if args.cmd == "snapshot":
+            from .tiny import snapshot_manifest
+
+            print(snapshot_manifest(args.corpus, args.out))
             return 0
         from stream_guard.bundle import BundleError
 

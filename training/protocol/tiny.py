@@ -70,3 +70,28 @@ def build_protocol_corpus(
         w.writerow(HEADER)
         w.writerows(rows)
     return manifest
+
+
+def snapshot_manifest(corpus: str | Path, out: str | Path) -> Path:
+    """Write a manifest of the finished clips of a corpus build from its per-clip sidecars
+    (``<corpus>/rows/*.json``, each ``{"rows": [...], "skipped": reason}``); returns ``out``."""
+    import json
+
+    from training.corpus.manifest import ManifestRow, write_manifest
+    from training.oneclass.data import DataError
+
+    rows_dir = Path(corpus).expanduser() / "rows"
+    files = sorted(rows_dir.glob("*.json"))
+    if not files:
+        raise DataError(f"{rows_dir}: no finished clip sidecars (is this a corpus folder?)")
+    rows = []
+    for f in files:
+        try:
+            data = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # a sidecar being written right now
+        if data.get("skipped"):
+            continue
+        rows.extend(ManifestRow(**r) for r in data.get("rows", []))
+    write_manifest(out, rows)
+    return Path(out)
