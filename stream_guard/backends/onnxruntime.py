@@ -93,6 +93,28 @@ def resolve_providers(choice: str, available: Sequence[str]) -> list[str]:
     return ["TensorrtExecutionProvider", "CUDAExecutionProvider", *cpu]
 
 
+def provider_options(providers: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+    """Per-provider settings for streaming: batch sizes and window lengths vary from call to call.
+
+    CUDA: heuristic convolution algorithm choice, because the exhaustive search runs again for every new
+    input shape and would put a latency spike on the first window of each batch size. TensorRT: engines are
+    cached on disk (building one takes minutes), under ``~/.cache/stream-guard/tensorrt``.
+    """
+    out: list[tuple[str, dict[str, Any]]] = []
+    for name in providers:
+        if name == "CUDAExecutionProvider":
+            out.append((name, {"cudnn_conv_algo_search": "HEURISTIC"}))
+        elif name == "TensorrtExecutionProvider":
+            cache = (
+                Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stream-guard" / "tensorrt"
+            )
+            cache.mkdir(parents=True, exist_ok=True)
+            out.append((name, {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}))
+        else:
+            out.append((name, {}))
+    return out
+
+
 class OnnxRuntimeBackend:
     """Runs a bundle with onnxruntime; thread-safe, so several engine workers may share it.
 
@@ -122,7 +144,9 @@ class OnnxRuntimeBackend:
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
         try:
-            self._session: Any = ort.InferenceSession(str(self.path), opts, providers=providers)
+            self._session: Any = ort.InferenceSession(
+                str(self.path), opts, providers=provider_options(providers)
+            )
         except Exception as exc:  # onnxruntime raises several exception types for bad files
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
             raise BundleError(f"{self.path}: not a readable ONNX model ({first})") from None

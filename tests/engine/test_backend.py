@@ -99,3 +99,12 @@ def test_metadata_round_trip(bundle_path) -> None:
     assert b.metadata.min_samples == 8000 and len(b.metadata.map_axes.freq_hz) == 16
     assert json.loads(b.metadata.to_json())["name"] == "test-band-energy"
     assert b.device == "cpu" and b.providers == [CPU]
+
+
+def test_provider_options_for_streaming(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    opts = dict(ortb.provider_options([TRT, CUDA, CPU]))
+    assert opts[CUDA] == {"cudnn_conv_algo_search": "HEURISTIC"}
+    assert opts[TRT]["trt_engine_cache_enable"] is True
+    assert opts[TRT]["trt_engine_cache_path"] == str(tmp_path / "stream-guard" / "tensorrt")
+    assert (tmp_path / "stream-guard" / "tensorrt").is_dir() and opts[CPU] == {}
