@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("select", help="choose best.pt among a run's epoch checkpoints on the dev split")
     s.add_argument("--run-dir", type=Path, required=True)
     s.add_argument("--manifest", default=None, help="override data.manifest")
+    s.add_argument("--epochs", type=int, nargs="*", default=None, help="only these epoch checkpoints")
+    s.add_argument("--max-dev-clips", type=int, default=None, help="override data.max_dev_clips")
     e = sub.add_parser("evaluate", help="evaluate a run's best checkpoint")
     e.add_argument("--run-dir", type=Path, required=True)
     e.add_argument("--checkpoint", type=Path, default=None, help="default: RUN_DIR/best.pt")
@@ -42,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--bundle", type=Path, required=True)
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--baseline-run", type=Path, default=None)
+    c.add_argument("--manifest", type=Path, default=None, help="corpus manifest for the shortcut checks")
     g = sub.add_parser("tiny-corpus", help="write a small generated corpus and manifest")
     g.add_argument("--out", type=Path, required=True)
     g.add_argument("--clips", type=int, default=6)
@@ -70,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "card":
             from .card import write_card
 
-            print(write_card(args.run_dir, args.bundle, args.out, args.baseline_run))
+            print(write_card(args.run_dir, args.bundle, args.out, args.baseline_run, args.manifest))
             return 0
         if args.cmd == "select":
             from .trainer import Trainer
@@ -78,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(args.run_dir / "config.yaml")
             if args.manifest:
                 cfg.data.manifest = args.manifest
-            print(Trainer(cfg, args.run_dir).select())
+            if args.max_dev_clips:
+                cfg.data.max_dev_clips = args.max_dev_clips
+            print(Trainer(cfg, args.run_dir).select(args.epochs))
             return 0
         from .evaluate import evaluate_run
 

@@ -45,6 +45,53 @@ def _latency_ms(bundle: Path, batch: int, threads: int = 2, reps: int = 10) -> f
     return 1000 * float(np.median(times)) / batch
 
 
+def _clip_score(sess: Any, x: np.ndarray, window: int, hop: int, min_samples: int) -> float:
+    from .data import windows
+
+    wins = list(windows(x, window, hop, min_samples))
+    scores = [float(sess.run(["score"], {"audio": w[None, :].astype(np.float32)})[0][0]) for w in wins]
+    return float(np.mean(scores))
+
+
+def shortcut_checks(bundle: Path, manifest: Path, split: str = "eval", n: int = 40) -> dict[str, Any]:
+    """Does a real clip's score move when only a shortcut changes? Padding with 1 s of digital silence on each
+    side, a 3.4 kHz low-pass, 12 dB less level. Reported: median |score change| in units of the real clips'
+    inter-quartile range, and how many clips cross the shipped threshold either way."""
+    import onnxruntime as ort
+    from scipy.signal import butter, sosfiltfilt
+
+    from stream_guard.bundle import read_metadata
+
+    from .data import AudioCache, read_manifest, select, subsample
+
+    meta = read_metadata(bundle)
+    sess = ort.InferenceSession(str(bundle), providers=["CPUExecutionProvider"])
+    clips = subsample(select(read_manifest(manifest), split, "real", ["wideband"]), n, key="shortcut")
+    cache = AudioCache(meta.sample_rate)
+    sos = butter(8, 3400, btype="low", fs=meta.sample_rate, output="sos")
+    variants = {
+        "1 s digital silence padded on both sides": lambda x: np.r_[
+            np.zeros(16000, np.float32), x, np.zeros(16000, np.float32)
+        ],
+        "low-pass 3.4 kHz": lambda x: sosfiltfilt(sos, x).astype(np.float32),
+        "12 dB quieter": lambda x: (x * 10 ** (-12 / 20)).astype(np.float32),
+    }
+    w, h, m = meta.window_samples, int(round(1.0 * meta.sample_rate)), meta.min_samples
+    base = np.array([_clip_score(sess, cache.get(c), w, h, m) for c in clips])
+    iqr = float(np.subtract(*np.percentile(base, [75, 25]))) or 1.0
+    thr = meta.calibration.threshold
+    out: dict[str, Any] = {"clips": len(clips), "iqr": iqr}
+    for name, fn in variants.items():
+        other = np.array([_clip_score(sess, fn(cache.get(c)), w, h, m) for c in clips])
+        out[name] = {
+            "median_abs_change_iqr": float(np.median(np.abs(other - base)) / iqr),
+            "flips": int(np.sum((other >= thr) != (base >= thr))),
+            "flagged_before": int(np.sum(base >= thr)),
+            "flagged_after": int(np.sum(other >= thr)),
+        }
+    return out
+
+
 def _row(name: str, m: dict[str, Any]) -> str:
     auc = f"{m['auc']:.3f}" if "auc" in m else "n/a"
     return (
@@ -57,7 +104,9 @@ def _row(name: str, m: dict[str, Any]) -> str:
 HEAD = "| set | real / spoof | EER [95 % CI] | AUC | false alarms at threshold | detected |\n|---|---|---|---|---|---|"
 
 
-def write_card(run_dir: Path, bundle: Path, out: Path, baseline_run: Path | None = None) -> Path:
+def write_card(
+    run_dir: Path, bundle: Path, out: Path, baseline_run: Path | None = None, manifest: Path | None = None
+) -> Path:
     from stream_guard.bundle import read_metadata
 
     meta = read_metadata(bundle)
@@ -191,6 +240,20 @@ def write_card(run_dir: Path, bundle: Path, out: Path, baseline_run: Path | None
                     f"this model ({SCORER_NAMES[shipped]}), {ch}", scorers[shipped]["channels"][ch]["pooled"]
                 )
             )
+        L.append("")
+    if manifest is not None:
+        sc = shortcut_checks(bundle, manifest)
+        L.append(
+            f"### Shortcut checks ({sc['clips']} real wideband eval clips, shipped scorer and threshold)\n"
+        )
+        L.append(
+            "| change to a real clip | median score change (x real IQR) | clips crossing the threshold | flagged before -> after |\n|---|---|---|---|"
+        )
+        for name, v in sc.items():
+            if isinstance(v, dict):
+                L.append(
+                    f"| {name} | {v['median_abs_change_iqr']:.2f} | {v['flips']} | {v['flagged_before']} -> {v['flagged_after']} |"
+                )
         L.append("")
     # targets
     L.append("## Targets\n")

@@ -271,7 +271,7 @@ class Trainer:
             )
         return best
 
-    def select(self) -> Path:
+    def select(self, only: list[int] | None = None) -> Path:
         """Checkpoint selection after training: score every ``epoch_N.pt`` on dev and write ``best.pt``."""
         cfg, d = self.cfg, self.cfg.data
         torch.set_num_threads(cfg.train.threads)
@@ -285,6 +285,8 @@ class Trainer:
         model = STFPM(cfg.model)
         best = math.inf
         epochs = sorted(self.run_dir.glob("epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+        if only:
+            epochs = [p for p in epochs if int(p.stem.split("_")[1]) in only]
         if not epochs:
             raise DataError(f"{self.run_dir}: no epoch_N.pt checkpoints to select from")
         for path in epochs:
