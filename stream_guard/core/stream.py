@@ -213,6 +213,8 @@ class StreamState:
             if self.channel is not None
             else (x[:, 0] if x.shape[1] == 1 else x.mean(axis=1))
         )
+        if isinstance(data, np.ndarray) and np.shares_memory(mono, data):
+            mono = mono.copy()  # kept until the next window is due: the caller may reuse its buffer meanwhile
         # Resampling and windowing run only when the audio received so far could complete the next window:
         # telephony sends 20 ms chunks, and one resampler call per hop instead of 25 cuts the per-stream cost
         # without delaying any window (the chunk that completes a window is processed at once).

@@ -177,3 +177,21 @@ def test_per_channel_mode_scores_each_speaker(meta, backend) -> None:
     assert len(mono) == 1 and mono[0].stream_id == "mix"
     with pytest.raises(ValueError, match="labels"):
         make_stream_states("x", meta, fmt, StreamConfig(split_channels=True, channel_labels=("a",)))
+
+
+def test_caller_may_reuse_its_buffer_after_feed(meta, backend) -> None:
+    x = speechlike(3.0, level=0.1, seed=9)
+    reference, _ = run_state(StreamState("a", meta, AudioFormat(16000, "float32")), [x.copy()], backend)
+    st = StreamState("b", meta, AudioFormat(16000, "float32"))
+    buf = np.empty(800, np.float32)  # like a sound card callback's buffer, overwritten for every block
+    events = []
+    for i in range(0, len(x), 800):
+        n = len(x[i : i + 800])
+        buf[:n] = x[i : i + 800]
+        for w in st.feed(buf[:n]):
+            score, amap = backend.infer(w.samples[None, :])
+            events += st.on_result(w, float(score[0]), amap[0], 1.0)
+        buf[:] = 0.5  # the caller scribbles over its buffer before the next block
+    got = [e.score for e in events if isinstance(e, ScoreEvent)]
+    want = [e.score for e in reference if isinstance(e, ScoreEvent)][: len(got)]
+    assert len(got) == 6 and got == pytest.approx(want, abs=1e-5)
