@@ -501,9 +501,19 @@ def plan_jobs(profile: Profile, clips: list[SourceClip], texts: dict[str, dict[s
                     voice=(voice.system, voice.voice, voice.language, voice.engine),
                 )
             )
-    # Resyntheses: only from held-out real clips of the split the system belongs to.
+    return jobs
+
+
+def plan_resyntheses(profile: Profile, real_jobs: Iterable[Job], usable: set[str]) -> list[Job]:
+    """Vocoder resyntheses, from held-out real clips only (WORLD from ``dev``, Griffin-Lim from ``eval``).
+
+    Parents are drawn (seeded) among real clips that came through the build (``usable``), so that none is
+    wasted on a clip that is too short or holds no speech.
+    """
+    jobs: list[Job] = []
     for system, n in profile.resynth_count.items():
-        parents = [j for j in real_jobs if j.split == RESYNTHESIS_PARENT_SPLIT[system]]
+        split = RESYNTHESIS_PARENT_SPLIT[system]
+        parents = [j for j in real_jobs if j.kind == "real" and j.split == split and j.clip_id in usable]
         parents.sort(key=lambda j: _seed(system, j.clip_id))
         for p in parents[:n]:
             jobs.append(
@@ -581,30 +591,17 @@ def build(
 
     clips, texts = discover_real(profile, roots)
     _report_empty_packages(profile, roots, clips, console)
-    plan = available_jobs(plan_jobs(profile, clips, texts), console)
-
-    results: dict[str, JobResult] = {}
-    todo: list[Job] = []
+    first = available_jobs(plan_jobs(profile, clips, texts), console)
     fingerprint = config_fingerprint(cfg)
-    for job in plan:
-        done = _read_sidecar(out_root / "rows" / f"{job.clip_id}.json")
-        if (
-            done is not None
-            and done.config == fingerprint
-            and (done.skipped or all(Path(r["path"]).is_file() for r in done.rows))
-        ):
-            results[job.clip_id] = done
-        else:
-            todo.append(job)
-    console.print(
-        f"corpus '{profile.name}' in {out_root}: {len(plan)} clips planned, {len(results)} already done"
-    )
-
+    results: dict[str, JobResult] = {}
     with _progress(console) as progress:
-        task = progress.add_task(f"building {profile.name}", total=len(plan), completed=len(results))
-        for res in _execute(todo, out_root, cfg, jobs):
-            results[res.clip_id] = res
-            progress.advance(task)
+        _run_phase(first, out_root, cfg, jobs, fingerprint, results, progress, f"building {profile.name}")
+        # second phase: resyntheses need to know which held-out real clips came through
+        usable = {cid for cid, res in results.items() if res.rows}
+        second = plan_resyntheses(profile, first, usable)
+        if second:
+            _run_phase(second, out_root, cfg, jobs, fingerprint, results, progress, "resyntheses")
+    plan = first + second
 
     by_id = {j.clip_id: j for j in plan}
     rows = [ManifestRow(**r) for job in plan for r in results[job.clip_id].rows]
@@ -617,6 +614,37 @@ def build(
     _prune(out_root, {Path(r.path) for r in rows}, {f"{j.clip_id}.json" for j in plan})
     _print_summary(console, rows, skipped, plan, manifest)
     return BuildReport(manifest, n, skipped, failed)
+
+
+def _run_phase(
+    plan: list[Job],
+    out_root: Path,
+    cfg: ProcessConfig,
+    jobs: int,
+    fingerprint: str,
+    results: dict[str, JobResult],
+    progress: Progress,
+    title: str,
+) -> None:
+    """Run the jobs of ``plan`` that have no valid sidecar yet; record every result in ``results``."""
+    todo: list[Job] = []
+    for job in plan:
+        done = _read_sidecar(out_root / "rows" / f"{job.clip_id}.json")
+        if (
+            done is not None
+            and done.config == fingerprint
+            and (done.skipped or all(Path(r["path"]).is_file() for r in done.rows))
+        ):
+            results[job.clip_id] = done
+        else:
+            todo.append(job)
+    progress.console.print(
+        f"{title} in {out_root}: {len(plan)} clips planned, {len(plan) - len(todo)} already done"
+    )
+    task = progress.add_task(title, total=len(plan), completed=len(plan) - len(todo))
+    for res in _execute(todo, out_root, cfg, jobs):
+        results[res.clip_id] = res
+        progress.advance(task)
 
 
 def _execute(todo: list[Job], out_root: Path, cfg: ProcessConfig, jobs: int) -> Iterable[JobResult]:

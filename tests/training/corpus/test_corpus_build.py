@@ -22,7 +22,12 @@ pytestmark = pytest.mark.skipif(
     shutil.which("espeak-ng") is None or shutil.which("flite") is None, reason="needs espeak-ng and flite"
 )
 
-PROFILE = replace(PROFILES["tiny"], real_per_group=None, tts_per_voice={"espeak": 2, "flite_kal16": 2})
+PROFILE = replace(
+    PROFILES["tiny"],
+    real_per_group=None,
+    tts_per_voice={"espeak": 2, "flite_kal16": 2},
+    resynth_count={"world": 2, "griffinlim": 2},
+)
 
 
 def _build(cache: Path, capsys_console: Console | None = None) -> BuildReport:
@@ -51,7 +56,7 @@ def test_manifest_has_every_column_and_both_channels(built) -> None:
     labels = {r.label for r in rows}
     assert labels == {"bonafide", "spoof"}
     systems = {r.system for r in rows}
-    assert systems == {"bonafide", "espeak", "flite_kal16"}
+    assert systems == {"bonafide", "espeak", "flite_kal16", "world", "griffinlim"}
     assert {r.family for r in rows if r.system == "espeak"} == {"formant"}
     assert {r.family for r in rows if r.system == "flite_kal16"} == {"diphone"}
 
@@ -103,7 +108,16 @@ def test_splits_follow_the_rules(built) -> None:
             expected = {"m": "train", "v": "train", "hs": "dev", "b1": "dev", "c": "eval", "b2": "eval"}
             assert r.split == expected[r.speaker.split("-", 1)[1]], r
         if r.label == "spoof":
-            assert r.split == {"espeak": "dev", "flite_kal16": "eval"}[r.system]
+            assert (
+                r.split
+                == {"espeak": "dev", "flite_kal16": "eval", "world": "dev", "griffinlim": "eval"}[r.system]
+            )
+    real = {r.clip_id: r for r in rows if r.label == "bonafide"}
+    resynth = [r for r in rows if r.system in ("world", "griffinlim")]
+    assert len({r.clip_id for r in resynth}) == 4
+    for r in resynth:  # made from held-out real clips that are in the corpus, of the system's own split
+        assert r.parent in real and real[r.parent].split == r.split != "train"
+        assert r.family == "vocoder" and r.source == real[r.parent].source
     speakers: dict[str, set[str]] = {}
     for r in rows:
         speakers.setdefault(r.speaker, set()).add(r.split)

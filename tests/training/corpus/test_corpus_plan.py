@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from training.corpus import debs
-from training.corpus.build import PROFILES, plan_jobs
+from training.corpus.build import PROFILES, plan_jobs, plan_resyntheses
 from training.corpus.manifest import ManifestError, ManifestRow, read_manifest, write_manifest
 from training.corpus.sources import SourceClip, fillets_speaker
 from training.corpus.splits import SPOOF_SPLIT, hashed_speaker_splits, real_split
@@ -55,6 +55,12 @@ def test_plan_keeps_speakers_in_one_split_and_resynthesises_only_held_out_clips(
     clips += [_clip("asterisk", "asterisk-Allison", i) for i in range(5)]
     texts = {"en": {f"p{i}": f"please say something number {i} now" for i in range(50)}}
     jobs = plan_jobs(PROFILES["full"], clips, texts)
+    assert not [j for j in jobs if j.kind == "resynth"]  # planned once the real clips are built
+    real_ids = [j.clip_id for j in jobs if j.kind == "real"]
+    unusable = set(real_ids[::2])
+    second = plan_resyntheses(PROFILES["full"], jobs, set(real_ids) - unusable)
+    assert second and not any(j.parent in unusable for j in second)
+    jobs += second
     splits_of: dict[str, set[str]] = {}
     for j in jobs:
         if j.label == "bonafide":
