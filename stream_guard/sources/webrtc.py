@@ -487,6 +487,7 @@ class TrackIngest:
         self.reason = "open"
         self.mid: str | None = None
         self._rx: asyncio.Task[str] | None = None
+        self._stopping = False
         self.on_pcm: Callable[[np.ndarray, float], None] | None = None
 
     async def run(self) -> str:
@@ -518,14 +519,19 @@ class TrackIngest:
         return self.reason
 
     def stop(self) -> None:
-        """End the track now (peer closing): ``run`` feeds what was received and returns ``closed``."""
+        """End the track now (peer closing): ``run`` feeds what was received and returns ``closed``.
+
+        The flag matters as much as the cancel: before Python 3.12, ``asyncio.wait_for`` drops a cancellation
+        that arrives just as the awaited frame does, and frames arrive 50 times a second.
+        """
+        self._stopping = True
         if self._rx is not None and not self._rx.done():
             self._rx.cancel()
 
     async def _receive_loop(self) -> str:
         from aiortc.mediastreams import MediaStreamError
 
-        while True:
+        while not self._stopping:
             try:
                 frame = await asyncio.wait_for(self.track.recv(), timeout=self.stall_timeout_s)
             except asyncio.TimeoutError:
@@ -547,6 +553,7 @@ class TrackIngest:
                     self.frames_dropped += 1
                 self._backlog.append(pcm.tobytes())
                 self._ready.set()
+        return "closed"
 
     async def _feed_loop(self) -> None:
         while True:
@@ -873,30 +880,35 @@ class WebRTCSession:
 
     async def _serve(self) -> None:
         """Read client messages while watching ICE, track ends and the connect deadline."""
-        reader = asyncio.ensure_future(self._read_loop())
-        waiters = {
-            reader,
+        deadline = asyncio.ensure_future(self._connect_deadline())
+        pending = {
+            asyncio.ensure_future(self._read_loop()),
             asyncio.ensure_future(self._tracks_done.wait()),
             asyncio.ensure_future(self._failed.wait()),
-            asyncio.ensure_future(self._connect_deadline()),
+            deadline,
         }
         try:
-            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                exc = task.exception()
-                if isinstance(exc, SignallingError):
-                    await self._reject(exc)
-                elif exc is not None:
-                    log.error("webrtc %s: signalling failed: %r", self.peer_id, exc)
-                    self.close_reason = "internal_error"
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if done == {deadline} and deadline.exception() is None:
+                    continue  # connected in time: keep serving
+                for task in done:
+                    exc = task.exception()
+                    if isinstance(exc, SignallingError):
+                        await self._reject(exc)
+                    elif exc is not None:
+                        log.error("webrtc %s: signalling failed: %r", self.peer_id, exc)
+                        self.close_reason = "internal_error"
+                return
         finally:
-            for task in waiters:
+            for task in pending:
                 task.cancel()
-            for task in waiters:
+            for task in pending:
                 with contextlib.suppress(BaseException):
                     await task
 
     async def _connect_deadline(self) -> None:
+        """Returns once the media connection is up; raises ``ice_failed`` if it is not up in time."""
         try:
             await asyncio.wait_for(self._connected.wait(), timeout=self.config.connect_timeout_s)
         except asyncio.TimeoutError:
@@ -905,7 +917,6 @@ class WebRTCSession:
                 f"no media connection within {self.config.connect_timeout_s:g} s (check ICE servers)",
                 CLOSE_TRY_AGAIN,
             ) from None
-        await asyncio.Event().wait()  # connected: nothing more to watch here
 
     async def _read_loop(self) -> None:
         while True:

@@ -284,3 +284,24 @@ def test_sender_closing_its_peer_connection_ends_the_stream(bundle_path):
     assert len(summaries) == 1 and summaries[0]["windows"] >= 1
     assert seen[-1] == {"type": "bye", "reason": "closed"}
     assert h.gateway.stats()["peer_connections"] == 0
+
+
+def test_peer_that_never_connects_is_dropped(bundle_path):
+    """An offer whose sender never answers ICE checks: ``ice_failed`` after the connect timeout, no leaks."""
+
+    async def main():
+        config = WebRTCConfig(loopback=True, connect_timeout_s=1.5)
+        async with running_gateway(bundle_path, config) as h:
+            sdp = await _offer_sdp(["audio"])  # its peer connection is already closed: nobody answers
+            got, close_code = await _exchange(h.url, [json.dumps({"type": "offer", "sdp": sdp})], wait_s=20)
+            assert await settle(lambda: h.gateway.stats()["peer_connections"] == 0)
+            summaries = [e for e in h.events if isinstance(e, SummaryEvent)]
+            return got, close_code, summaries
+
+    got, close_code, summaries = asyncio.run(main())
+    kinds = [m["type"] for m in got]
+    assert kinds[:2] == ["answer", "stream"]
+    errors = [m for m in got if m["type"] == "error"]
+    assert len(errors) == 1 and errors[0]["code"] == "ice_failed"
+    assert close_code == 1013
+    assert len(summaries) == 1 and summaries[0].windows == 0  # the stream still ends with its summary

@@ -113,6 +113,7 @@ def test_server_shutdown_ends_webrtc_streams_with_summaries(bundle_path, tmp_pat
 
     seen, close_code = asyncio.run(main())
     summaries = [m for m in seen if m["type"] == "event" and m["event"]["type"] == "summary"]
-    assert len(summaries) == 1
+    kinds = [m["type"] if m["type"] != "event" else m["event"]["type"] for m in seen]
+    assert len(summaries) == 1, (" ".join(k[:2] for k in kinds), close_code)
     assert {"type": "bye", "reason": "server_shutdown"} in seen
     assert close_code == 1000
