@@ -34,7 +34,7 @@ examples:
   stream-guard serve --config serve.toml
 
 endpoints: /v1/stream (native), /v1/events, /v1/ingest (auto-detect), /twilio, /telnyx, /plivo, /exotel,
-/vonage, /audiohook, plus GET /healthz and /metrics.
+/vonage, /audiohook, /v1/webrtc (WebRTC signalling), plus GET /healthz, /metrics and the live dashboard at /.
 """
 
 LIMIT_FLAGS = {
@@ -77,6 +77,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     auth.add_argument(
         "--audiohook-api-key", action="append", default=None, help="X-API-KEY accepted on /audiohook"
     )
+    rtc = parser.add_argument_group("WebRTC (/v1/webrtc, the dashboard's microphone test)")
+    rtc.add_argument(
+        "--ice-server",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="STUN/TURN server for peers behind NAT: stun:HOST:PORT or turn:USER:PASS@HOST:PORT (repeatable)",
+    )
+    rtc.add_argument("--webrtc-max-peers", type=positive_int, default=None, help="WebRTC peers at once (32)")
     add_model_options(parser)
     sinks = parser.add_argument_group("alerts and sinks")
     sinks.add_argument("--webhook", action="append", default=None, metavar="URL", help="webhook receiver")
@@ -129,6 +138,10 @@ def build_config(args: argparse.Namespace) -> Any:
             if not secret:
                 raise UserError("--webhook needs --webhook-secret (or STREAM_GUARD_WEBHOOK_SECRET)")
             updates["webhooks"] = config.webhooks + tuple(WebhookEndpoint(u, secret) for u in args.webhook)
+        if args.ice_server:
+            updates["ice_servers"] = tuple(args.ice_server)
+        if args.webrtc_max_peers is not None:
+            updates["webrtc_max_peers"] = args.webrtc_max_peers
         if args.outbox:
             updates["outbox_path"] = args.outbox
         if args.jsonl:
@@ -154,13 +167,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: Any, backend: Any) -> int:
-    from stream_guard.engine import Engine, EngineConfig
+    from stream_guard.engine import Engine
     from stream_guard.server import StreamGuardServer
     from stream_guard.sinks.outbox import OutboxError
 
-    engine = Engine(
-        backend, EngineConfig(max_batch=config.max_batch, max_wait_ms=config.max_wait_ms), owns_backend=True
-    )
+    engine = Engine(backend, config.engine_config(), owns_backend=True)
     server = StreamGuardServer(config, engine)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -45,7 +45,7 @@ from websockets.http11 import Request, Response
 from stream_guard.core.formats import AudioFormat
 from stream_guard.core.stream import StreamClosedError, StreamConfig
 from stream_guard.dashboard import dashboard_response, same_origin
-from stream_guard.engine import Engine, EngineConfig
+from stream_guard.engine import Engine
 from stream_guard.engine.stream import Stream
 from stream_guard.events import AlertEvent, Event, ScoreEvent, SummaryEvent
 from stream_guard.protocols import (
@@ -144,7 +144,7 @@ class StreamGuardServer:
                 cfg.model,
                 provider=cfg.provider,
                 threads=cfg.threads,
-                config=EngineConfig(max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms),
+                config=cfg.engine_config(),
             )
         await self.engine.start()
         with contextlib.suppress(ImportError, RuntimeError):  # WebRTC is the optional [webrtc] extra
@@ -378,19 +378,22 @@ class Session:
         lim = server.config.limits
         self.limiter = ConnectionLimiter(lim.max_messages_per_s, lim.max_bytes_per_s)
         self.streams: dict[str, ActiveStream] = {}
-        self.opened_at = time.monotonic()
+        self.opened_at = self.last_message = time.monotonic()
         self.closing = False
+        self._children: dict[tuple[int, str], Any] = {}
 
     @property
     def protocol(self) -> str:
         return self.parser.protocol if isinstance(self.parser, AutoDetectParser) else self.parser.name
 
     async def run(self) -> None:
+        watchdog = asyncio.get_running_loop().create_task(self._watchdog())
         try:
             await self._loop()
         except ConnectionClosed:
             pass
         finally:
+            watchdog.cancel()
             for action in self.parser.receive_eof():
                 if isinstance(action, StopStream):
                     await self._stop(action.stream_id)
@@ -403,40 +406,47 @@ class Session:
         with contextlib.suppress(Exception):
             await self.ws.close(1001, "server shutting down")
 
-    async def _loop(self) -> None:
+    async def _watchdog(self) -> None:
+        """Idle timeout and maximum duration, checked by one timer per connection rather than per message."""
         lim = self.server.config.limits
-        last = time.monotonic()
         while not self.closing:
             now = time.monotonic()
-            idle_left = last + lim.idle_timeout_s - now
+            idle_left = self.last_message + lim.idle_timeout_s - now
             duration_left = self.opened_at + lim.max_stream_s - now
-            try:
-                message = await asyncio.wait_for(
-                    self.ws.recv(), timeout=max(0.0, min(idle_left, duration_left))
-                )
-            except asyncio.TimeoutError:
-                if duration_left <= idle_left:
-                    await self._close(
-                        CLOSE_MAX_DURATION, f"maximum duration of {lim.max_stream_s:g} s reached"
-                    )
-                else:
-                    await self._close(CLOSE_IDLE, f"idle for {lim.idle_timeout_s:g} s")
+            if duration_left <= 0:
+                await self._close(CLOSE_MAX_DURATION, f"maximum duration of {lim.max_stream_s:g} s reached")
                 return
-            last = time.monotonic()
+            if idle_left <= 0:
+                await self._close(CLOSE_IDLE, f"idle for {lim.idle_timeout_s:g} s")
+                return
+            await asyncio.sleep(min(idle_left, duration_left) + 0.001)
+
+    async def _loop(self) -> None:
+        metrics = self.server.metrics
+        async for message in self.ws:
+            self.last_message = now = time.monotonic()
             if self.closing:
                 return
-            problem = self.limiter.admit(len(message), last)
+            problem = self.limiter.admit(len(message), now)
             if problem:
-                self.server.metrics.rejects.labels("rate_limit").inc()
+                metrics.rejects.labels("rate_limit").inc()
                 await self._fail(ProtocolError(CLOSE_POLICY, problem))
                 return
             if isinstance(message, str):
                 actions = self.parser.receive_text(message)
             else:
                 actions = self.parser.receive_binary(message)
-            self.server.metrics.messages.labels(self.protocol).inc()
+            self._counter(metrics.messages).inc()
             if not await self._apply(actions):
                 return
+
+    def _counter(self, family: Any) -> Any:
+        """The family's child for this connection's protocol, cached (``labels()`` is costly per message)."""
+        key = (id(family), self.protocol)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = family.labels(self.protocol)
+        return child
 
     async def _apply(self, actions: list[Action]) -> bool:
         """Carry out a parser's actions; False when the connection is finished."""
@@ -448,7 +458,7 @@ class Session:
                 with contextlib.suppress(StreamClosedError):
                     await active.stream.feed(action.data)
                 active.audio_bytes += len(action.data)
-                self.server.metrics.audio_seconds.labels(self.protocol).inc(
+                self._counter(self.server.metrics.audio_seconds).inc(
                     len(action.data) / (active.fmt.bytes_per_frame * active.fmt.sample_rate)
                 )
             elif isinstance(action, StartStream):

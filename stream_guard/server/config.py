@@ -61,6 +61,24 @@ class ServerConfig:
     shutdown_grace_s: float = 10.0
     max_batch: int = 32
     max_wait_ms: float = 10.0
+    # real-time shedding (EngineConfig): windows queued per stream, and the age beyond which one is dropped
+    stream_queue_limit: int = 8
+    max_delay_ms: float | None = 2000.0
+
+    def engine_config(self) -> Any:
+        """The engine's scheduling limits from this configuration."""
+        from stream_guard.engine import EngineConfig
+
+        return EngineConfig(
+            max_batch=self.max_batch,
+            max_wait_ms=self.max_wait_ms,
+            stream_queue_limit=self.stream_queue_limit,
+            max_delay_ms=self.max_delay_ms,
+        )
+
+    # WebRTC (/v1/webrtc): STUN/TURN servers as stun:HOST[:PORT] or turn:USER:PASS@HOST[:PORT], peer limit
+    ice_servers: tuple[str, ...] = ()
+    webrtc_max_peers: int = 32
 
     def validate(self) -> ServerConfig:
         if not 0 <= self.port <= 65535:
@@ -84,6 +102,15 @@ class ServerConfig:
         for name in ("max_messages_per_s", "max_bytes_per_s", "idle_timeout_s", "max_stream_s"):
             if not getattr(lim, name) > 0:
                 raise ConfigError(f"limit {name} must be positive")
+        if self.webrtc_max_peers < 1:
+            raise ConfigError("webrtc_max_peers must be at least 1")
+        for spec in self.ice_servers:
+            from stream_guard.sources.webrtc import IceServer
+
+            try:
+                IceServer.parse(spec)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         for hook in self.webhooks:
             if not hook.url.startswith(("http://", "https://")):
                 raise ConfigError(f"webhook URL {hook.url!r} must start with http:// or https://")
@@ -143,7 +170,7 @@ def from_mapping(raw: dict[str, Any], source: str = "config") -> ServerConfig:
             )
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"{source}: each webhook needs url and secret ({exc})") from None
-    for key in ("tokens", "audiohook_api_keys", "allowed_origins"):
+    for key in ("tokens", "audiohook_api_keys", "allowed_origins", "ice_servers"):
         if key in values:
             values[key] = tuple(values[key])
     try:

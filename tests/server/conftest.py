@@ -40,6 +40,7 @@ def pcm16(x: np.ndarray) -> bytes:
 
 @contextlib.asynccontextmanager
 async def running(bundle: Path, tmp_path: Path, limits: Limits | None = None, **overrides) -> AsyncIterator:
+    # replays run faster than real time: no real-time shedding unless a test asks, so scores are comparable
     config = ServerConfig(
         host="127.0.0.1",
         port=0,
@@ -51,7 +52,7 @@ async def running(bundle: Path, tmp_path: Path, limits: Limits | None = None, **
         # test clients replay calls faster than real time: lift the rate limits unless a test sets them
         limits=limits or Limits(max_messages_per_s=1e6, max_bytes_per_s=1e9),
         shutdown_grace_s=5.0,
-        **overrides,
+        **{"stream_queue_limit": 64, "max_delay_ms": None, **overrides},
     )
     server = StreamGuardServer(config)
     await server.start()
