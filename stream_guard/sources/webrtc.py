@@ -1078,7 +1078,11 @@ def server_gateway(server: Any, config: WebRTCConfig | None = None) -> WebRTCGat
     from stream_guard.server.config import is_loopback
 
     if config is None:
-        config = WebRTCConfig(loopback=is_loopback(server.config.host))
+        config = WebRTCConfig(
+            loopback=is_loopback(server.config.host),
+            ice_servers=tuple(IceServer.parse(s) for s in getattr(server.config, "ice_servers", ())),
+            max_peers=getattr(server.config, "webrtc_max_peers", WebRTCConfig.max_peers),
+        )
 
     async def open_stream(stream_id: str, sample_rate: int, labels: dict[str, str]) -> EngineStream:
         limit = server.config.limits.max_streams

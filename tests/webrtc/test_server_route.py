@@ -117,3 +117,29 @@ def test_server_shutdown_ends_webrtc_streams_with_summaries(bundle_path, tmp_pat
     assert len(summaries) == 1, (" ".join(k[:2] for k in kinds), close_code)
     assert {"type": "bye", "reason": "server_shutdown"} in seen
     assert close_code == 1000
+
+
+def test_serve_settings_reach_the_gateway(bundle_path, tmp_path):
+    async def main():
+        async with running_server(
+            bundle_path,
+            tmp_path,
+            ice_servers=("stun:stun.example.org:3478", "turn:u:p@turn.example.org"),
+            webrtc_max_peers=3,
+        ) as server:
+            return server.webrtc.config
+
+    config = asyncio.run(main())
+    assert config.loopback  # bound to 127.0.0.1
+    assert config.max_peers == 3
+    assert config.ice_servers[0].urls == ("stun:stun.example.org:3478",)
+    assert (config.ice_servers[1].username, config.ice_servers[1].credential) == ("u", "p")
+
+
+def test_bad_ice_server_in_serve_config_is_a_config_error():
+    import pytest
+
+    from stream_guard.server.config import ConfigError, ServerConfig
+
+    with pytest.raises(ConfigError, match="ICE server 'http://nope'"):
+        ServerConfig(auth=False, ice_servers=("http://nope",)).validate()
