@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import sqlite3
 import ssl
 import time
 from collections.abc import Mapping
@@ -349,7 +350,10 @@ class StreamGuardServer:
         """Send one event to every sink (metrics, subscribers, JSON lines, webhooks)."""
         self.hub.publish(event)
         if self._jsonl is not None:
-            self._jsonl.write(event)
+            try:
+                self._jsonl.write(event)
+            except OSError as exc:  # a full disk must not stop scoring or alerting
+                self._sink_failed("jsonl", exc)
         if isinstance(event, ScoreEvent):
             self.metrics.windows.inc()
             self.metrics.latency.observe(event.latency_ms / 1000.0)
@@ -361,7 +365,14 @@ class StreamGuardServer:
         elif isinstance(event, SummaryEvent):
             self.metrics.dropped.inc(event.windows_dropped)
         if self.dispatcher is not None and isinstance(event, (AlertEvent, SummaryEvent)):
-            await self.dispatcher.submit(event, active.labels)
+            try:
+                await self.dispatcher.submit(event, active.labels)
+            except (OSError, sqlite3.Error) as exc:
+                self._sink_failed("webhook outbox", exc)
+
+    def _sink_failed(self, sink: str, exc: Exception) -> None:
+        self.metrics.errors.labels("sink", sink).inc()
+        log.error("%s sink failed: %s", sink, exc)
 
 
 class Session:
