@@ -6,7 +6,7 @@ import asyncio
 import json
 import urllib.request
 
-from rtc_harness import TOKEN, noise, open_peer_connections, running_server, settle
+from rtc_harness import TOKEN, noise, open_peer_connections, other_tasks, running_server, settle, task_names
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -143,3 +143,48 @@ def test_bad_ice_server_in_serve_config_is_a_config_error():
 
     with pytest.raises(ConfigError, match="ICE server 'http://nope'"):
         ServerConfig(auth=False, ice_servers=("http://nope",)).validate()
+
+
+def test_fifty_peers_at_once_over_the_limit(bundle_path, tmp_path):
+    """50 peers connect at once to a server allowing 5: 5 are served, 45 refused with 1013, nothing leaks,
+    and the server keeps serving (health, a new peer)."""
+
+    async def main():
+        async with running_server(bundle_path, tmp_path, webrtc_max_peers=5) as server:
+            baseline_tasks = other_tasks()
+            url = f"ws://127.0.0.1:{server.port}/v1/webrtc?token={TOKEN}"
+            clients = [
+                WebRTCClient(
+                    url,
+                    [ClientTrack(pcm_audio_track(noise(30.0, 0.05, seed=i), RATE), f"p{i}")],
+                    loopback=True,
+                )
+                for i in range(50)
+            ]
+            results = await asyncio.gather(*(c.connect() for c in clients), return_exceptions=True)
+            accepted = [c for c, r in zip(clients, results, strict=True) if r is None]
+            refused = [r for r in results if isinstance(r, ConnectionError)]
+            failures = {repr(r)[:200] for r in results if r is not None}
+            assert len(accepted) == 5, failures
+            assert len(refused) == 45 and all("too_many_peers" in str(r) for r in refused), failures
+            assert server.webrtc.counters["rejected_too_many_peers"] == 45
+            assert server.webrtc.stats()["peers"] == 5 and len(server.active) == 5
+            closed = [c for c, r in zip(clients, results, strict=True) if r is not None]
+            assert await settle(lambda: all(c.ws.close_code == 1013 for c in closed))
+
+            await asyncio.gather(*(c.close() for c in clients))
+            assert await settle(lambda: server.webrtc.stats()["peers"] == 0)
+            assert await settle(lambda: open_peer_connections() == 0)
+            assert await settle(lambda: other_tasks() <= baseline_tasks), task_names()
+            assert server.active == {} and server.engine.stats()["streams_open"] == 0
+            assert server.engine.stats()["streams_closed"] == 5  # every accepted stream was summarised
+
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            health = f"http://127.0.0.1:{server.port}/healthz"
+            assert await asyncio.to_thread(lambda: opener.open(health).read()) == b"ok\n"
+            track = pcm_audio_track(noise(1.0, 0.5), RATE)
+            async with WebRTCClient(url, [ClientTrack(track, "late")], loopback=True) as late:
+                kinds = [m["type"] async for m in late.messages()]
+            assert "stream" in kinds and "event" in kinds and kinds[-1] == "bye"
+
+    asyncio.run(main())
