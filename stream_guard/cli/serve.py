@@ -75,7 +75,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     auth.add_argument("--no-auth", action="store_true", help="accept unauthenticated clients (loopback only)")
     auth.add_argument("--twilio-auth-token", default=None, help="validate X-Twilio-Signature on /twilio")
     auth.add_argument(
-        "--audiohook-api-key", action="append", default=None, help="X-API-KEY accepted on /audiohook"
+        "--audiohook-api-key",
+        action="append",
+        default=None,
+        metavar="KEY[:SECRET]",
+        help="X-API-KEY accepted on /audiohook, and the integration's base64 client secret (signatures)",
     )
     rtc = parser.add_argument_group("WebRTC (/v1/webrtc, the dashboard's microphone test)")
     rtc.add_argument(

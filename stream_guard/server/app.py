@@ -69,7 +69,13 @@ from stream_guard.protocols.base import (
     CLOSE_UNSUPPORTED_DATA,
 )
 from stream_guard.protocols.detect import AutoDetectParser
-from stream_guard.server.auth import any_match, bearer_token, check_twilio, origin_allowed
+from stream_guard.server.auth import (
+    any_match,
+    bearer_token,
+    check_audiohook_signature,
+    check_twilio,
+    origin_allowed,
+)
 from stream_guard.server.config import ServerConfig
 from stream_guard.server.hub import EventHub
 from stream_guard.server.limits import ConnectionLimiter
@@ -276,9 +282,8 @@ class StreamGuardServer:
                 return None
             return "invalid or missing X-Twilio-Signature"
         if route == "audiohook" and cfg.audiohook_api_keys:
-            if any_match(headers.get("X-API-KEY"), cfg.audiohook_api_keys):
-                return None
-            return "invalid or missing X-API-KEY"
+            secrets = dict(entry.partition(":")[::2] for entry in cfg.audiohook_api_keys)
+            return check_audiohook_signature(headers, request.path, secrets, time.time())
         if any_match(bearer_token(headers, request.path), cfg.tokens):
             return None
         return "a valid bearer token is required (Authorization header or ?token=)"
