@@ -41,7 +41,8 @@ class VonageParser(ProtocolParser):
     def _text(self, msg: dict[str, Any]) -> list[Action]:
         if self.stream_id is not None:
             event = msg.get("event")
-            return [Notice(str(event)[:40] if isinstance(event, str) else "text", "")]
+            # a fixed kind: notice kinds become metric labels, which must not be chosen by the peer
+            return [Notice("text_event", str(event)[:40] if isinstance(event, str) else "")]
         if "content-type" not in msg:
             raise Reject(CLOSE_PROTOCOL_ERROR, "vonage: the first message must carry 'content-type'")
         encoding, rate = parse_content_type(text_field(msg, "content-type", "vonage"), "vonage")

@@ -12,7 +12,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream_guard.protocols import PARSERS, Action, ProtocolError, make_parser
+from stream_guard.protocols import PARSERS, Action, Notice, ProtocolError, make_parser
 from stream_guard.protocols.simulators import (
     AudioHookClient,
     exotel_call,
@@ -23,6 +23,12 @@ from stream_guard.protocols.simulators import (
 )
 
 ALLOWED_CODES = {1002, 1003, 1007, 1008, 1009, 4415}
+# Notice kinds become metric labels: they must come from this fixed set, never from peer input.
+NOTICE_KINDS = {
+    "sequence_gap", "sequence_repeat", "sequence_late", "after_stop", "after_close", "text_event", "paused",
+    "resumed", "audio_ignored", "audio_while_paused", "discarded", "error", "dtmf", "mark", "clear",
+    "playedStream", "clearedAudio",
+}  # fmt: skip
 PROTOCOLS = [*PARSERS, "auto"]
 
 
@@ -109,6 +115,8 @@ def _check(parser, inputs) -> None:
             assert actions == [], "a failed parser must ignore further input"
         for a in actions:
             assert isinstance(a, Action)
+            if isinstance(a, Notice):
+                assert a.kind in NOTICE_KINDS, a
             if isinstance(a, ProtocolError):
                 assert a.code in ALLOWED_CODES, a
                 assert len(a.reason.encode()) <= 123
