@@ -4,6 +4,7 @@
   ``report.md``, ``metrics.json`` and DET plots in the run folder (default ``runs/<name>``). Interrupt at any
   time; a rerun skips complete folds and resumes the training of the interrupted one.
 - ``report --run-dir DIR``: rewrite the report from the folds complete so far.
+- ``summary --run-dir DIR``: compact markdown tables (pooled and per-family EER, per-source false alarms).
 - ``tiny-corpus --out DIR``: the generated two-source corpus of the smoke test.
 - ``snapshot --corpus DIR --out M.csv``: a manifest of the clips a corpus build has finished so far (its
   per-clip sidecars), to start evaluating while a long build is still running.
@@ -28,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--no-progress", action="store_true")
     w = sub.add_parser("report", help="rewrite the report of a run from its complete folds")
     w.add_argument("--run-dir", type=Path, required=True)
+    m = sub.add_parser("summary", help="compact markdown tables of a run's metrics.json")
+    m.add_argument("--run-dir", type=Path, required=True)
     g = sub.add_parser("tiny-corpus", help="write the generated two-source corpus")
     g.add_argument("--out", type=Path, required=True)
     g.add_argument("--silent-source", action="store_true", help="add a source with no usable speech")
@@ -57,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
 
         from .runner import ProtocolRunner, plan_folds, write_report
 
+        if args.cmd == "summary":
+            from .runner import summary_markdown
+
+            print(summary_markdown(args.run_dir), end="")
+            return 0
         if args.cmd == "report":
             cfg, _ = load_protocol_config(args.run_dir / "protocol.yaml")
             from training.oneclass.data import read_manifest

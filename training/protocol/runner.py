@@ -487,3 +487,41 @@ def write_report(run_dir: Path, cfg: ProtocolConfig, folds: list[Fold]) -> Path:
     rep.metrics = metrics
     md, _ = rep.write()
     return md
+
+
+def summary_markdown(run_dir: Path) -> str:
+    """Compact tables for the documentation from a run's ``metrics.json``: per detector and channel, the
+    pooled EER of the left-out families, each family's EER, and the false alarms on each left-out source."""
+    m = json.loads((Path(run_dir) / "metrics.json").read_text())
+    channels = m["config"]["channels"]
+    dets = [d for d in DETECTORS if d in m["pooled"] or any(d in f for f in m["folds"].values())]
+    fams = sorted(k for k in m["folds"] if k.startswith("family-"))
+    srcs = sorted(k for k in m["folds"] if k.startswith("source-"))
+    out = []
+    if fams:
+        head = ["detector", "channel", "pooled EER [95 % CI]"] + [f.removeprefix("family-") for f in fams]
+        out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for d in dets:
+            for ch in channels:
+                pooled = m["pooled"].get(d, {}).get(ch, {})
+                cells = [d, ch, pct_ci(pooled.get("eer"), pooled.get("eer_ci"))]
+                for f in fams:
+                    fm = m["folds"][f].get(d, {}).get(ch, {})
+                    cells.append(pct_ci(fm.get("eer"), fm.get("eer_ci")))
+                out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    if srcs:
+        head = ["detector", "channel"] + [f.removeprefix("source-") for f in srcs]
+        out += ["False alarms on each left-out real source at the fold's dev threshold [95 % CI]:", ""]
+        out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for d in dets:
+            for ch in channels:
+                cells = [d, ch]
+                for f in srcs:
+                    fm = m["folds"][f].get(d, {}).get(ch, {})
+                    cells.append(pct_ci(fm.get("false_alarm"), fm.get("false_alarm_ci")))
+                out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    if m.get("failed"):
+        out += [f"- fold {k} could not be evaluated: {v}" for k, v in m["failed"].items()]
+    return "\n".join(out) + "\n"
