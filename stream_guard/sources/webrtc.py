@@ -1229,8 +1229,16 @@ class WebRTCClient:
             RTCSessionDescription,
         )
         from websockets.asyncio.client import connect
+        from websockets.exceptions import InvalidHandshake, InvalidStatus
 
-        self.ws = await connect(self.url, proxy=None, additional_headers=self.headers, open_timeout=10)
+        where = self.url.split("?", 1)[0]  # never echo a token
+        try:
+            self.ws = await connect(self.url, proxy=None, additional_headers=self.headers, open_timeout=10)
+        except InvalidStatus as exc:
+            body = exc.response.body.decode("utf-8", "replace").strip()[:200]
+            raise ConnectionError(f"{where}: refused with HTTP {exc.response.status_code} ({body})") from None
+        except (InvalidHandshake, OSError, asyncio.TimeoutError) as exc:
+            raise ConnectionError(f"{where}: cannot connect ({exc})") from None
         servers = [
             RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
             for s in self.ice_servers
@@ -1254,14 +1262,14 @@ class WebRTCClient:
             except Exception:
                 code, reason = self.ws.close_code, self.ws.close_reason
                 await self.close()
-                raise ConnectionError(f"{self.url}: closed before an answer ({code} {reason})") from None
+                raise ConnectionError(f"{where}: closed before an answer ({code} {reason})") from None
             if msg.get("type") == "answer":
                 self.peer_id = msg.get("peer")
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=msg["sdp"], type="answer"))
                 return
             if msg.get("type") == "error":
                 await self.close()
-                raise ConnectionError(f"{self.url}: refused ({msg.get('code')}: {msg.get('message')})")
+                raise ConnectionError(f"{where}: refused ({msg.get('code')}: {msg.get('message')})")
 
     async def messages(self) -> Any:
         """Yield the server's messages as dicts until the connection closes."""

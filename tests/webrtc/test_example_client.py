@@ -37,5 +37,5 @@ def test_example_streams_two_files_as_two_participants(bundle_path, tmp_path):
     assert code == 3, (out, err)  # 3: a participant was found synthetic (the loud one)
     assert "summary: real" in out and "summary: synthetic" in out
     assert "quiet (opus)" in out and "loud (opus)" in out
-    assert no_token[0] == 1 and "401" in no_token[2]
+    assert no_token[0] == 1 and "HTTP 401" in no_token[2] and "Traceback" not in no_token[2]
     assert missing[0] != 0 and "nope.wav" in missing[2] and "Traceback" not in missing[2]
