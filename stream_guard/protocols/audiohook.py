@@ -204,6 +204,26 @@ class AudioHookParser(ProtocolParser):
         ]
 
     def session_ended(self, summaries: Mapping[str, SummaryEvent]) -> list[Action]:
+        return [self._send("closed", {"outputVariables": self._outputs(summaries)})]
+
+    def goodbye(self, summaries: Mapping[str, SummaryEvent]) -> list[Action]:
+        """Server shutdown: ``disconnect`` (reason ``completed``) with the verdicts so far in output
+        variables."""
+        if self.session_id is None or self.closing or self.failed:
+            return []
+        self.closing = True
+        return [
+            self._send(
+                "disconnect",
+                {
+                    "reason": "completed",
+                    "info": "server shutting down",
+                    "outputVariables": self._outputs(summaries),
+                },
+            )
+        ]
+
+    def _outputs(self, summaries: Mapping[str, SummaryEvent]) -> dict[str, str]:
         outputs: dict[str, str] = {}
         verdicts = []
         for ch in self.channels:
@@ -223,7 +243,7 @@ class AudioHookParser(ProtocolParser):
         else:
             overall = "uncertain"
         outputs["streamGuardVerdict"] = overall
-        return [self._send("closed", {"outputVariables": outputs})]
+        return outputs
 
 
 def _acceptable(media: Any) -> bool:

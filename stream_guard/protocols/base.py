@@ -210,6 +210,11 @@ class ProtocolParser(ABC):
         """Replies owed once an :class:`EndSession` was carried out (default: none)."""
         return []
 
+    def goodbye(self, summaries: Mapping[str, SummaryEvent]) -> list[Action]:
+        """Messages to send when the *server* ends the session (shutdown), after its streams were
+        summarised."""
+        return []
+
     # -- for subclasses --
     @abstractmethod
     def _text(self, msg: dict[str, Any]) -> list[Action]: ...

@@ -113,6 +113,9 @@ class AutoDetectParser(ProtocolParser):
     def session_ended(self, summaries: Mapping[str, SummaryEvent]) -> list[Action]:
         return self.inner.session_ended(summaries) if self.inner is not None else []
 
+    def goodbye(self, summaries: Mapping[str, SummaryEvent]) -> list[Action]:
+        return self.inner.goodbye(summaries) if self.inner is not None else []
+
     def _text(self, msg: dict[str, Any]) -> list[Action]:
         self.pending.append(msg)
         protocol = detect(msg)

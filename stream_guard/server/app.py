@@ -418,8 +418,11 @@ class Session:
     async def shutdown(self) -> None:
         """Server shutdown: finish this connection's streams (summaries go out), then close with 1001."""
         self.closing = True
-        await self._stop_all()
+        summaries = await self._stop_all()
         with contextlib.suppress(Exception):
+            for reply in self.parser.goodbye(summaries):
+                if isinstance(reply, Reply):
+                    await self.ws.send(reply.message)
             await self.ws.close(1001, "server shutting down")
 
     async def _watchdog(self) -> None:

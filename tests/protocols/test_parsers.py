@@ -348,3 +348,16 @@ def test_reorderer_flush_releases_in_order():
     assert r.push(2, "b") == ([], [])
     out, notices = r.flush()
     assert out == ["b", "c"] and notices[0].kind == "sequence_gap"
+
+
+def test_audiohook_goodbye_on_server_shutdown():
+    client = AudioHookClient()
+    parser = make_parser("audiohook", "c1")
+    parser.receive_text(client.open())
+    sid = f"{client.session}/external"
+    bye = parser.goodbye({sid: SummaryEvent(sid, verdict="real", probability=0.1)})
+    msg = json.loads(bye[0].message)
+    assert msg["type"] == "disconnect" and msg["parameters"]["reason"] == "completed"
+    assert msg["parameters"]["outputVariables"]["streamGuardVerdict"] == "real"
+    assert parser.goodbye({}) == []  # only once
+    assert make_parser("twilio", "c").goodbye({}) == []

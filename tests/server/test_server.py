@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import urllib.request
@@ -11,6 +12,7 @@ import numpy as np
 from conftest import mulaw, noise, pcm16, running, url
 from receiver import WebhookReceiver
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from stream_guard.core.formats import AudioFormat
 from stream_guard.protocols.simulators import (
@@ -261,3 +263,32 @@ def test_alert_webhook_delivered_and_shutdown_flushes(phone_bundle, tmp_path, ca
     lines = [json.loads(x) for x in (tmp_path / "e.jsonl").read_text().splitlines()]
     assert lines[-1]["type"] == "summary"
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_audiohook_gets_disconnect_with_verdicts_on_shutdown(phone_bundle, tmp_path):
+    external = mulaw(noise(3.0, 0.3, seed=12))
+    client = AudioHookClient()
+
+    async def main():
+        server_cm = running(phone_bundle, tmp_path)
+        server = await server_cm.__aenter__()
+        ws = await connect(url(server, "/audiohook"), proxy=None)
+        await ws.send(
+            client.open().replace('"channels": ["external", "internal"]', '"channels": ["external"]', 1)
+        )
+        client.saw(await ws.recv())
+        for i in range(0, len(external), 160):
+            await ws.send(external[i : i + 160])
+        await asyncio.sleep(0.3)
+        await server_cm.__aexit__(None, None, None)  # graceful shutdown while the call is live
+        messages = []
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                messages.append(json.loads(await ws.recv()))
+        return messages, ws.close_code
+
+    messages, code = asyncio.run(main())
+    assert code == 1001
+    disconnect = messages[-1]
+    assert disconnect["type"] == "disconnect" and disconnect["parameters"]["reason"] == "completed"
+    assert disconnect["parameters"]["outputVariables"]["streamGuardExternalVerdict"] == "synthetic"
