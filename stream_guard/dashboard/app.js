@@ -53,6 +53,8 @@ class StreamView {
     this.hi = null;                 // running range of the heatmap colour scale (signed-log domain)
     this.lo = null;
     this.lastEnd = 0;
+    this.lastWindow = -1;
+    this.mapEnd = -Infinity;
     this.ended = false;
     this.scoreLog = [];             // {window: index, end_s, at: epoch ms when shown} (latency measurement)
   }
@@ -66,6 +68,9 @@ class StreamView {
   }
 
   onScore(ev) {
+    // The same event can reach the page twice (its own WebRTC connection and /v1/events): keep the first.
+    if (ev.window_index <= this.lastWindow) return;
+    this.lastWindow = ev.window_index;
     const p = ev.probability ?? 0;
     const s = ev.smoothed ?? p;
     this.points.push({ t: ev.end_s, p, s });
@@ -95,6 +100,8 @@ class StreamView {
   onMap(ev) {
     const rows = ev.columns || [];
     if (!rows.length || !rows[0].length) return;
+    if (ev.start_s < this.mapEnd - 1e-6) return;   // columns already drawn
+    this.mapEnd = ev.start_s + rows[0].length * (ev.frame_step_s || 0);
     const n = rows[0].length;
     const F = rows.length;
     const ctx = this.heatCtx;
