@@ -692,7 +692,7 @@ def plot_report(report: dict[str, Any], path: Path) -> Path:
     ax.set_title("throughput" + (f": engine / naive = {ratio:.1f}x" if ratio else ""))
     fig.suptitle(
         f"stream-guard bench: {report['model']} on {report['machine']['cpus_usable']} CPU(s), "
-        f"{report['machine']['device']}",
+        f"{report['machine']['device']}, load average {report['machine']['load_average_at_start']:.1f}",
         fontsize=10,
     )
     fig.savefig(path, dpi=100)
