@@ -615,7 +615,6 @@ class WebRTCSession:
         self.info = PeerInfo(self.peer_id, client)
         self.pc: Any = None
         self.slots: list[_StreamSlot] = []
-        self._pending: list[asyncio.Task[Any]] = []
         self._send_lock = asyncio.Lock()
         self._channel_open = True
         self._tracks_done = asyncio.Event()
