@@ -1,7 +1,7 @@
 """The dashboard end to end: ``stream-guard serve`` in-process, headless Chromium playing a WAV file as its
 microphone, the page's "Test with my microphone" button, and what the page shows.
 
-Shared by ``tests/dashboard/test_browser.py`` and ``benchmarks/webrtc_latency.py``.
+Shared by ``tests/dashboard/test_dashboard_browser.py`` and ``benchmarks/webrtc_latency.py``.
 """
 
 from __future__ import annotations
