@@ -5,6 +5,8 @@
 #   pulseaudio, pulseaudio-utils, libasound2-plugins   the virtual microphone of the `listen` test
 #   libportaudio2            what sounddevice (microphone input) loads
 #   libsndfile1              what soundfile loads (the wheel bundles one; the system copy is the fallback)
+#   chromium                 the headless browser of the dashboard and WebRTC end-to-end tests
+#   openssl                  self-signed certificates for the TLS server tests
 set -euo pipefail
 
 PACKAGES=(
@@ -12,6 +14,7 @@ PACKAGES=(
     espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k
     pulseaudio pulseaudio-utils libasound2-plugins libportaudio2
     libsndfile1
+    chromium openssl
     python3-venv
 )
 
