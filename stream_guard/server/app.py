@@ -397,6 +397,7 @@ class Session:
         self.opened_at = self.last_message = time.monotonic()
         self.closing = False
         self._children: dict[tuple[int, str], Any] = {}
+        self._closer: asyncio.Task[None] | None = None
 
     @property
     def protocol(self) -> str:
@@ -410,6 +411,8 @@ class Session:
             pass
         finally:
             watchdog.cancel()
+            if self._closer is not None:
+                await self._closer
             for action in self.parser.receive_eof():
                 if isinstance(action, StopStream):
                     await self._stop(action.stream_id)
@@ -423,7 +426,9 @@ class Session:
             for reply in self.parser.goodbye(summaries):
                 if isinstance(reply, Reply):
                     await self.ws.send(reply.message)
-            await self.ws.close(1001, "server shutting down")
+        await self._close(1001, "server shutting down")
+        if self._closer is not None:
+            await self._closer
 
     async def _watchdog(self) -> None:
         """Idle timeout and maximum duration, checked by one timer per connection rather than per message."""
@@ -445,19 +450,18 @@ class Session:
         async for message in self.ws:
             self.last_message = now = time.monotonic()
             if self.closing:
-                return
+                continue  # draining until the peer answers our close frame
             problem = self.limiter.admit(len(message), now)
             if problem:
                 metrics.rejects.labels("rate_limit").inc()
                 await self._fail(ProtocolError(CLOSE_POLICY, problem))
-                return
+                continue
             if isinstance(message, str):
                 actions = self.parser.receive_text(message)
             else:
                 actions = self.parser.receive_binary(message)
             self._counter(metrics.messages).inc()
-            if not await self._apply(actions):
-                return
+            await self._apply(actions)
 
     def _counter(self, family: Any) -> Any:
         """The family's child for this connection's protocol, cached (``labels()`` is costly per message)."""
@@ -568,6 +572,13 @@ class Session:
         await self._close(error.code, error.reason)
 
     async def _close(self, code: int, reason: str) -> None:
+        """Start the closing handshake without waiting for it: the receive loop keeps draining (and
+        discarding) the peer's messages meanwhile, or frames queued behind the close would stall it until
+        the timeout."""
         self.closing = True
+        if self._closer is None:
+            self._closer = asyncio.get_running_loop().create_task(self._close_ws(code, reason))
+
+    async def _close_ws(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):
             await self.ws.close(code, reason)
