@@ -120,3 +120,32 @@ def test_subscription_filter_and_sequence_handling(phone_bundle, tmp_path):
     assert {e["stream"] for e in seen} == {"MZgap/inbound"}
     assert 'streamguard_protocol_notices_total{kind="sequence_gap",protocol="twilio"} 1.0' in metrics
     assert code == 1007 and "jumped" in reason
+
+
+def test_cli_user_errors_are_one_line_and_exit_2(phone_bundle, tmp_path, capsys):
+    from stream_guard.cli.main import main
+
+    cases = [
+        (["serve"], "no credential"),
+        (["serve", "--host", "0.0.0.0", "--no-auth"], "loopback"),
+        (["serve", "--no-auth", "--config", str(tmp_path / "nope.toml")], "nope.toml"),
+        (["serve", "--no-auth", "--tls-cert", str(tmp_path / "c.pem")], "TLS needs both"),
+        (["serve", "--no-auth", "--webhook", "http://127.0.0.1:9/h"], "--webhook-secret"),
+        (["serve", "--no-auth", "--model", str(tmp_path / "missing.onnx")], "missing.onnx"),
+    ]
+    for argv, needle in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert needle in err and "Traceback" not in err, (argv, err)
+
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        argv = ["serve", "--no-auth", "--port", str(port), "--model", str(phone_bundle), "--provider", "cpu"]
+        argv += ["--outbox", str(tmp_path / "o.sqlite")]
+        assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "cannot listen" in err and "Traceback" not in err
