@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import time
 
-from conftest import running
+from serverkit import running
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 

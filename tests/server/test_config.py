@@ -9,7 +9,7 @@ import ssl
 import subprocess
 
 import pytest
-from conftest import mulaw, noise, running, url
+from serverkit import mulaw, noise, running, url
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 

@@ -14,8 +14,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import mulaw, noise
 from receiver import WebhookReceiver
+from serverkit import mulaw, noise
 from websockets.asyncio.client import connect
 
 from stream_guard.protocols.simulators import twilio_call

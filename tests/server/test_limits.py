@@ -7,7 +7,7 @@ import json
 import logging
 
 import pytest
-from conftest import TOKEN, mulaw, noise, running, url
+from serverkit import TOKEN, mulaw, noise, running, url
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 

@@ -9,8 +9,8 @@ import logging
 import urllib.request
 
 import numpy as np
-from conftest import mulaw, noise, pcm16, running, url
 from receiver import WebhookReceiver
+from serverkit import mulaw, noise, pcm16, running, url
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
