@@ -9,6 +9,7 @@ microphone test), with the same token.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cache
 from importlib import resources
 
@@ -76,15 +77,28 @@ def dashboard_response(path: str) -> object | None:
     return Response(200, "OK", headers, body)
 
 
-def same_origin(origin: str | None, host: str | None) -> bool:
+def same_origin(origin: str | None, host: str | None, *, any_host: bool = False) -> bool:
     """True when a browser's ``Origin`` names the host it connects to: the dashboard served by this server.
 
     Browsers send ``Origin`` on websocket handshakes; the page at ``http://host:port/`` opening
-    ``ws://host:port/v1/events`` is the server's own page and is accepted without listing its origin.
+    ``ws://host:port/v1/events`` is the server's own page and is accepted without listing its origin. Only
+    for loopback host names unless ``any_host``: a server without authentication (allowed on loopback only)
+    must not trust a page whose host name was made to resolve to 127.0.0.1 (DNS rebinding); with
+    authentication on, the page still needs the token, so ``any_host=True`` is safe there.
     """
     if not origin or not host:
         return False
     from urllib.parse import urlsplit
 
     parts = urlsplit(origin)
-    return parts.scheme in ("http", "https") and parts.netloc.lower() == host.strip().lower()
+    if parts.scheme not in ("http", "https") or parts.netloc.lower() != host.strip().lower():
+        return False
+    if any_host:
+        return True
+    name = (parts.hostname or "").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False

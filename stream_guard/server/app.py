@@ -256,7 +256,8 @@ class StreamGuardServer:
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return connection.respond(HTTPStatus.UPGRADE_REQUIRED, f"{path} takes websocket connections\n")
         origin = request.headers.get("Origin")
-        own_page = same_origin(origin, request.headers.get("Host"))  # the dashboard served from here
+        # the dashboard served from here (any host name only when a token is required anyway)
+        own_page = same_origin(origin, request.headers.get("Host"), any_host=self.config.auth)
         if not (own_page or origin_allowed(origin, self.config.allowed_origins)):
             return self._reject(connection, HTTPStatus.FORBIDDEN, "origin", "origin not allowed\n")
         if self.config.auth:

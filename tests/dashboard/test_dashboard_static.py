@@ -56,6 +56,21 @@ def test_response_headers():
     ],
 )
 def test_same_origin(origin, host, expected):
+    assert same_origin(origin, host, any_host=True) is expected
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "expected"),
+    [
+        ("http://127.0.0.1:8765", "127.0.0.1:8765", True),
+        ("http://localhost:8765", "localhost:8765", True),
+        ("http://[::1]:8765", "[::1]:8765", True),
+        # a host name rebound to 127.0.0.1 by an attacker's DNS: not the server's own page
+        ("http://rebind.example:8765", "rebind.example:8765", False),
+        ("https://guard.example.com", "guard.example.com", False),
+    ],
+)
+def test_same_origin_without_auth_trusts_loopback_names_only(origin, host, expected):
     assert same_origin(origin, host) is expected
 
 
