@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import gzip
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 ASTERISK_LANGS: dict[str, tuple[str, str]] = {
@@ -58,8 +58,6 @@ class SourceClip:
     input_format: str | None = None
     raw_rate: int | None = None
     text: str = ""
-    group: str = ""  # clips of the same recording in another band share it (same split)
-    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
 
 def _slug(text: str) -> str:
@@ -113,7 +111,6 @@ def discover_asterisk(
             package=package,
             input_format="g722" if variant == "g722" else None,
             text=(transcripts or {}).get(name, ""),
-            group=f"asterisk-{lang}-{_slug(name)}",
         )
 
 
@@ -229,37 +226,3 @@ def discover_codec2(root: Path, package: str) -> Iterator[SourceClip]:
             package=package,
             raw_rate=rate if raw else None,
         )
-
-
-@dataclass(frozen=True)
-class PackageSpec:
-    """A Debian package and how to find the speech in its unpacked tree."""
-
-    package: str
-    discover: Callable[[Path], Iterator[SourceClip]] | None  # None: a package only read for texts
-
-
-def real_packages(langs: tuple[str, ...] = tuple(ASTERISK_LANGS)) -> list[PackageSpec]:
-    """Every bona fide package of the full profile, in a stable order."""
-    specs: list[PackageSpec] = []
-    for lang in langs:
-        specs.append(PackageSpec(f"asterisk-core-sounds-{lang}", None))  # transcripts
-        for variant in ("g722", "wav"):
-            pkg = f"asterisk-core-sounds-{lang}-{variant}"
-            specs.append(PackageSpec(pkg, _asterisk_discoverer(lang, variant, pkg)))
-    specs += [
-        PackageSpec("fillets-ng-data-cs", lambda r: discover_fillets(r, "cs", "fillets-ng-data-cs")),
-        PackageSpec("fillets-ng-data", lambda r: discover_fillets(r, "en", "fillets-ng-data")),
-        PackageSpec("klettres-data", lambda r: discover_klettres(r, "klettres-data")),
-        PackageSpec("ktuberling-data", lambda r: discover_ktuberling(r, "ktuberling-data")),
-        PackageSpec("hedgewars-data", lambda r: discover_hedgewars(r, "hedgewars-data")),
-        PackageSpec("codec2-examples", lambda r: discover_codec2(r, "codec2-examples")),
-    ]
-    return specs
-
-
-def _asterisk_discoverer(lang: str, variant: str, pkg: str) -> Callable[[Path], Iterator[SourceClip]]:
-    def run(root: Path) -> Iterator[SourceClip]:
-        return discover_asterisk(root, lang, variant, pkg)
-
-    return run
