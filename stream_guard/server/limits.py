@@ -1,9 +1,11 @@
 """Per-connection rate limiting and deadlines, as plain objects fed a clock (sans-I/O, testable without time).
 
-A token bucket per connection bounds both messages per second and bytes per second, with a burst of two
-seconds' worth: a platform that sends 20 ms frames in real time uses 50-100 messages per second, far below
-the default, while a peer flooding the socket is closed with 1008 instead of starving the other calls of
-CPU.
+A token bucket per connection bounds both messages per second and bytes per second. A platform sending 20 ms
+frames in real time uses 50-100 messages per second, far below the default limit, while a peer flooding the
+socket is closed with 1008 instead of starving the other calls of CPU. The burst allowance is ten seconds'
+worth: the limiter sees messages when the server *reads* them, so after a moment of server overload a
+legitimate call's backlog arrives as a burst, and that must not be mistaken for a flood (a real flood at ten
+times the limit still exhausts the allowance within about a second).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class ConnectionLimiter:
 
     messages_per_s: float
     bytes_per_s: float
-    burst_s: float = 2.0
+    burst_s: float = 10.0
     _messages: TokenBucket = field(init=False)
     _bytes: TokenBucket = field(init=False)
 

@@ -14,6 +14,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from stream_guard.protocols.simulators import twilio_call
 from stream_guard.server import ConfigError, Limits, ServerConfig
 from stream_guard.server.auth import twilio_signature
+from stream_guard.server.limits import ConnectionLimiter
 
 START = json.dumps({"type": "start", "stream": "s1", "sample_rate": 8000, "encoding": "mulaw"})
 
@@ -178,7 +179,7 @@ def test_connection_limits(phone_bundle, tmp_path, limits, code, reason_part):
             ws = await connect(url(server, "/v1/stream"), proxy=None)
             await ws.send(START)
             if code == 1008:
-                for _ in range(40):
+                for _ in range(300):
                     try:
                         await ws.send(b"\x7f" * 160)
                     except ConnectionClosed:
@@ -225,3 +226,18 @@ def test_max_streams_and_connection_flood(phone_bundle, tmp_path):
     assert 503 in statuses and statuses.count(101) <= 4
     assert summary["stream"] == "s1"
     assert 'streamguard_rejects_total{reason="max_streams"} 1.0' in metrics
+
+
+def test_rate_limiter_allows_a_backlog_burst_but_not_a_flood():
+    limiter = ConnectionLimiter(messages_per_s=200, bytes_per_s=1e9)
+    # a call whose last 10 s were held up by an overloaded server arrives all at once: accepted
+    assert all(limiter.admit(200, now=100.0) is None for _ in range(1000))
+    # then real time again: 50 messages/s, well under the limit
+    assert all(limiter.admit(200, now=100.0 + i * 0.02) is None for i in range(1, 500))
+    # a flood at 10x the limit is refused within about a second
+    t, refused = 200.0, None
+    for i in range(5000):
+        refused = limiter.admit(200, now=t + i / 2000)
+        if refused:
+            break
+    assert refused and "messages/s" in refused and i / 2000 < 1.5
