@@ -16,6 +16,7 @@ Routes (plain HTTP GET is answered through ``process_request``, before any webso
 ``/v1/events``      event subscription: ``?stream=ID`` (repeatable) or ``?prefix=P``; default all
 ``/v1/ingest``      auto-detected protocol
 ``/twilio`` ...     ``/telnyx``, ``/plivo``, ``/exotel``, ``/vonage``, ``/audiohook``
+``/v1/webrtc``      WebRTC signalling (:mod:`stream_guard.sources.webrtc`, the ``webrtc`` extra)
 ==================  ==========================================================================
 
 Bad input closes only the offending connection, with the parser's close code and reason; the streams it had
