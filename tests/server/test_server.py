@@ -178,11 +178,15 @@ def test_plivo_exotel_vonage_and_auto_detect(phone_bundle, tmp_path):
             got = await events_until_summaries(
                 sub, {"s-1/inbound", "MZex01/inbound", "vg-call-1", "MZauto/inbound"}
             )
+            metrics = server.metrics.render().decode()
             ref_plivo = await reference_scores(server, audio, AudioFormat(8000, "pcm16"))
             ref_vonage = await reference_scores(server, audio16, AudioFormat(16000, "pcm16"))
-            return got, ref_plivo, ref_vonage
+            return got, ref_plivo, ref_vonage, metrics
 
-    got, ref_plivo, ref_vonage = asyncio.run(main())
+    got, ref_plivo, ref_vonage, metrics = asyncio.run(main())
+    for protocol in ("plivo", "exotel", "vonage", "twilio"):
+        assert f'streamguard_streams_total{{protocol="{protocol}"}} 1.0' in metrics
+    assert 'streamguard_active_streams{protocol="vonage"} 0.0' in metrics
     assert_same_scores(scores(got["s-1/inbound"]), ref_plivo)
     assert_same_scores(scores(got["MZex01/inbound"]), ref_plivo)
     assert_same_scores(scores(got["vg-call-1"]), ref_vonage)
