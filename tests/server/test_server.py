@@ -296,3 +296,27 @@ def test_audiohook_gets_disconnect_with_verdicts_on_shutdown(phone_bundle, tmp_p
     disconnect = messages[-1]
     assert disconnect["type"] == "disconnect" and disconnect["parameters"]["reason"] == "completed"
     assert disconnect["parameters"]["outputVariables"]["streamGuardExternalVerdict"] == "synthetic"
+
+
+def test_replayed_file_scores_match_scanning_it_after_the_same_codec(phone_bundle, tmp_path):
+    import soundfile as sf
+    import soxr
+
+    from stream_guard.bundle import default_bundle_path
+
+    clip = default_bundle_path().parent.parent / "examples" / "formant-vowels.wav"
+    x, rate = sf.read(clip, dtype="float32", always_2d=True)
+    call = mulaw(soxr.resample(x.mean(axis=1), rate, 8000).astype(np.float32))
+
+    async def main():
+        async with running(phone_bundle, tmp_path) as server:
+            sub = await subscribe(server)
+            async with connect(url(server, "/twilio"), proxy=None) as ws:
+                for msg in twilio_call(call, sid="MZfile"):
+                    await ws.send(msg)
+                got = await events_until_summaries(sub, {"MZfile/inbound"})
+            return got, await reference_scores(server, call, AudioFormat(8000, "mulaw"))
+
+    got, ref = asyncio.run(main())
+    assert len(ref) >= 5
+    assert_same_scores(scores(got["MZfile/inbound"]), ref)
