@@ -20,6 +20,7 @@ EPILOG = """\
 examples:
   stream-guard info                         the embedded default model
   stream-guard info my-model.onnx --json    machine-readable description
+  stream-guard info pair.fusion.json        a fused detector pair and its two bundles
 """
 
 
@@ -42,9 +43,60 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def describe_fusion(model: str) -> dict[str, Any]:
+    """A fusion file (two bundles and the logistic regression over their scores): its combined metadata."""
+    from stream_guard.backends import BackendError, FusedBackend
+    from stream_guard.bundle import BundleError
+
+    try:
+        backend = FusedBackend(model, provider="cpu")
+    except (BundleError, BackendError) as exc:
+        raise UserError(str(exc)) from None
+    try:
+        data = asdict(backend.metadata)
+        data["map_axes"]["freq_hz"] = list(backend.metadata.map_axes.freq_hz)
+        path = Path(model).expanduser()
+        inputs, outputs = [], []
+        for member in backend.members:
+            session = member._session
+            name = member.metadata.name
+            inputs += [
+                {"name": f"{name}: {i.name}", "type": i.type, "shape": list(i.shape)}
+                for i in session.get_inputs()
+            ]
+            outputs += [
+                {"name": f"{name}: {o.name}", "type": o.type, "shape": list(o.shape)}
+                for o in session.get_outputs()
+            ]
+        return {
+            "path": str(path),
+            "embedded_default": False,
+            "size_bytes": path.stat().st_size,
+            "sha256": _sha256(path),
+            "producer": "stream-guard fusion",
+            "graph": {"inputs": inputs, "outputs": outputs},
+            "metadata": data,
+        }
+    finally:
+        backend.close()
+
+
 def describe(model: str | None) -> dict[str, Any]:
     """Everything ``info`` reports about a bundle, as a JSON-ready dict (raises UserError for a bad file)."""
     import onnxruntime as ort
+
+    from stream_guard.backends.fused import is_fusion_path
+
+    if model is not None and is_fusion_path(model):
+        return describe_fusion(model)
 
     from stream_guard.bundle import BundleError, metadata_from_session, resolve_bundle_path
 
@@ -64,10 +116,6 @@ def describe(model: str | None) -> dict[str, Any]:
     except BundleError as exc:
         raise UserError(str(exc)) from None
 
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
     model_meta = session.get_modelmeta()
     data = asdict(meta)
     data["map_axes"]["freq_hz"] = list(meta.map_axes.freq_hz)
@@ -75,7 +123,7 @@ def describe(model: str | None) -> dict[str, Any]:
         "path": str(path),
         "embedded_default": model is None,
         "size_bytes": Path(path).stat().st_size,
-        "sha256": digest.hexdigest(),
+        "sha256": _sha256(path),
         "producer": model_meta.producer_name,
         "graph": {
             "inputs": [

@@ -71,3 +71,39 @@ def test_help_lists_the_subcommands_with_examples() -> None:
     for command in ("scan", "listen", "bench", "info"):
         assert command in result.stdout
     assert "examples:" in result.stdout
+
+
+def test_info_describes_a_fusion_file_and_its_members(tmp_path: Path) -> None:
+    from bundles import build_bundle
+
+    from stream_guard.backends.fused import FusionMember, FusionSpec, sha256_file
+
+    one = build_bundle(tmp_path / "oneclass.onnx")
+    two = build_bundle(tmp_path / "supervised.onnx", kind="time")
+    spec = FusionSpec(
+        name="test-fusion",
+        members=(
+            FusionMember("oneclass", one.name, sha256_file(one)),
+            FusionMember("supervised", two.name, sha256_file(two)),
+        ),
+        weights=(1.0, 0.5),
+        bias=-2.0,
+        threshold=0.0,
+        fitted_on="test fixture",
+    )
+    fusion = spec.write(tmp_path / "pair.fusion.json")
+    result = run_cli("info", str(fusion), "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["metadata"]["family"] == "fused"
+    assert info["metadata"]["name"] == "test-fusion"
+    assert len(info["graph"]["inputs"]) == 2  # one `audio` input per member bundle
+
+
+def test_info_rejects_a_json_file_that_is_not_a_fusion(tmp_path: Path) -> None:
+    bogus = tmp_path / "x.fusion.json"
+    bogus.write_text("{}")
+    result = run_cli("info", str(bogus))
+    assert result.returncode == 2
+    assert "not a stream-guard fusion file" in result.stderr
+    assert "Traceback" not in result.stderr
