@@ -64,6 +64,7 @@ def machine_info(threads: int) -> dict[str, Any]:
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
         "python": platform.python_version(),
+        "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()],
         "note": "shared machine: other jobs may run on the same cores; treat numbers as upper bounds",
     }
 
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: building ({spec.params_millions:.0f} M parameters)", file=sys.stderr)
             run, info = make_runner(name, args.backend, args.threads, Path(tmp))
             rows = time_batches(run, args.batches, args.window_s, args.repeats, args.budget_s, args.hop_s)
-            results[name] = {**info, "rows": rows}
+            results[name] = {**info, "rows": rows, "load_average_after": round(os.getloadavg()[0], 2)}
             print(f"{name}: {json.dumps(rows)}", file=sys.stderr)
             del run
     payload = {
