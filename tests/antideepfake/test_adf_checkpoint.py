@@ -198,3 +198,33 @@ def test_pickled_objects_need_explicit_trust(tmp_path: Path) -> None:
         load_detector(path, ARCHITECTURES["w2v_small"].tiny())
     loaded, _ = load_detector(path, ARCHITECTURES["w2v_small"].tiny(), trust_pickle=True)
     assert loaded.spec.family == "wav2vec2"
+
+
+def test_bare_fairseq_ssl_checkpoint_starts_a_finetune(tmp_path: Path) -> None:
+    """A fairseq pretraining checkpoint (no ``m_ssl.model.`` prefix, no head) loads with a fresh head."""
+    model = _tiny("w2v_large")
+    bare = {k[len(SSL_PREFIX) :]: v for k, v in released_state(model).items() if k.startswith(SSL_PREFIX)}
+    path = tmp_path / "ssl.pt"
+    torch.save({"model": bare}, path)
+    loaded, report = load_detector(path, model.spec)
+    assert report.layout == "fairseq-ssl" and not report.head_loaded
+    wav = torch.randn(1, 8000)
+    with torch.inference_mode():
+        assert torch.equal(model.frame_embeddings(wav), loaded.frame_embeddings(wav))
+
+
+def test_finetune_can_start_from_a_released_checkpoint(tmp_path: Path) -> None:
+    from training.antideepfake.finetune import FinetuneConfig, build_model
+
+    model = _tiny("mms_300m")
+    path = save_released(model, tmp_path / "mms.ckpt")
+    cfg = FinetuneConfig(
+        train_manifest="unused.csv", out_dir=str(tmp_path), arch="mms_300m-tiny", init=str(path)
+    )
+    start, origin = build_model(cfg)
+    assert "fairseq layout" in origin
+    assert torch.equal(start.head.weight, model.head.weight)
+    with pytest.raises(CheckpointError, match="name its architecture with --arch"):
+        build_model(
+            FinetuneConfig(train_manifest="unused.csv", out_dir=str(tmp_path), arch="", init=str(path))
+        )
