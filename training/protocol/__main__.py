@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             print(summary_markdown(args.run_dir), end="")
             return 0
         if args.cmd == "report":
-            cfg, _ = load_protocol_config(args.run_dir / "protocol.yaml")
+            cfg, _ = load_protocol_config(args.run_dir / "protocol.yaml", need_supervised=False)
             from training.oneclass.data import read_manifest
 
             clips = read_manifest(Path(cfg.manifest).expanduser())

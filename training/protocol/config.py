@@ -41,8 +41,9 @@ class ProtocolConfig:
         return asdict(self)
 
 
-def load_protocol_config(path: str | Path) -> tuple[ProtocolConfig, Path]:
-    """The config and the resolved path of its supervised base config."""
+def load_protocol_config(path: str | Path, need_supervised: bool = True) -> tuple[ProtocolConfig, Path]:
+    """The config and the resolved path of its supervised base config (checked only if ``need_supervised``:
+    rewriting a report needs no training config)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -69,7 +70,7 @@ def load_protocol_config(path: str | Path) -> tuple[ProtocolConfig, Path]:
     sup = Path(cfg.supervised).expanduser()
     if not sup.is_absolute():
         sup = (path.parent / sup).resolve()
-    if not sup.is_file():
+    if need_supervised and not sup.is_file():
         raise ConfigError(f"{path}: supervised base config {sup} not found")
     return cfg, sup
 

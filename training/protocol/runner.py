@@ -140,7 +140,8 @@ class ProtocolRunner:
     def run(self, only: list[str] | None = None) -> Path:
         cfg = self.cfg
         manifest = Path(cfg.manifest).expanduser()
-        save_protocol_config(cfg, self.run_dir / "protocol.yaml")
+        saved = ProtocolConfig(**{**cfg.to_dict(), "supervised": str(self.supervised_base.resolve())})
+        save_protocol_config(saved, self.run_dir / "protocol.yaml")
         clips = [c for c in read_manifest(manifest) if c.channel in cfg.channels]
         if not clips:
             raise DataError(f"{manifest}: no clip on the channel(s) {cfg.channels}")
