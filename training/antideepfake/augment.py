@@ -31,7 +31,7 @@ import numpy as np
 from scipy import signal
 
 from training.antideepfake.architectures import SAMPLE_RATE
-from training.antideepfake.audio import g722_roundtrip, mulaw_8k_roundtrip
+from training.audio_io import g711_roundtrip, g722_roundtrip
 
 
 @dataclass(frozen=True)
@@ -166,11 +166,11 @@ def rawboost(x: np.ndarray, cfg: RawBoostConfig, rng: np.random.Generator) -> np
 
 def mulaw_8k(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Telephone channel: 8 kHz G.711 mu-law round trip, back at ``sample_rate`` with the same length."""
-    return mulaw_8k_roundtrip(np.asarray(x, dtype=np.float32), sample_rate)
+    return g711_roundtrip(np.asarray(x, dtype=np.float32), sample_rate, "mulaw")
 
 
 def g722(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Wideband VoIP channel: G.722 round trip through ffmpeg (raises ``CodecError`` without ffmpeg)."""
+    """Wideband VoIP channel: G.722 round trip (PyAV or ffmpeg; ``CodecError`` without either)."""
     return g722_roundtrip(np.asarray(x, dtype=np.float32), sample_rate)
 
 

@@ -1,4 +1,5 @@
-"""Manifests, audio loading and duration-bucketed batching for AntiDeepfake fine-tuning and evaluation.
+"""Manifests and duration-bucketed batching for AntiDeepfake fine-tuning and evaluation (audio is read by
+:func:`training.audio_io.read_audio`).
 
 Formats read (detected from the file):
 
@@ -24,8 +25,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from training.antideepfake.architectures import SAMPLE_RATE
-from training.antideepfake.audio import load_audio
+from training.audio_io import read_audio
 
 REAL_LABELS = {"real", "bonafide", "bona-fide", "bona_fide", "genuine", "1"}
 FAKE_LABELS = {"fake", "spoof", "synthetic", "deepfake", "0"}
@@ -188,15 +188,21 @@ def _resolve(raw: str, base: Path) -> Path:
 
 
 def fill_durations(items: Sequence[Utterance]) -> list[Utterance]:
-    """Durations from file headers where the manifest lacks them (needed for duration batching)."""
+    """Durations from file headers where the manifest lacks them (needed for duration batching).
+
+    A listed file that does not exist stops here, before any training step, with the file named.
+    """
     out = []
     for u in items:
         if u.duration is None:
+            if not u.path.is_file():
+                raise ManifestError(f"{u.path}: no such audio file (listed in the manifest)")
             try:
                 info = sf.info(str(u.path))
                 u = replace(u, duration=info.frames / info.samplerate)
             except (sf.LibsndfileError, RuntimeError, OSError):
-                u = replace(u, duration=float(len(load_audio(u.path)) / SAMPLE_RATE))
+                x, rate = read_audio(u.path)
+                u = replace(u, duration=len(x) / rate)
         out.append(u)
     return out
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from training.antideepfake.architectures import SAMPLE_RATE, ArchSpec, get_arch
+from training.antideepfake.audio import load_audio
 from training.antideepfake.augment import ChannelConfig, RawBoostConfig, channel, rawboost
 from training.antideepfake.checkpoint import (
     load_detector,
@@ -36,7 +37,6 @@ from training.antideepfake.data import (
     Utterance,
     duration_batches,
     fill_durations,
-    load_audio,
     random_crop,
     read_manifest,
 )
