@@ -153,102 +153,64 @@ class ArchSpec:
         return config
 
 
-_W2V_LARGE_LAYOUT: dict[str, Any] = dict(
-    family="wav2vec2", extractor="layer", conv_bias=True, layer_norm_first=True, heads=16
+#: The three layouts of the released models: the fields that decide tensor names and shapes, and the
+#: training-time dropouts each fairseq recipe sets (``w2v_small`` is the base recipe; the large wav2vec 2.0
+#: models follow the LV-60 / XLS-R recipes; HuBERT-XL has no conv bias).
+_LAYOUTS: dict[str, dict[str, Any]] = {
+    "base": dict(
+        family="wav2vec2",
+        heads=12,
+        extractor="group",
+        conv_bias=False,
+        layer_norm_first=False,
+        dropout=0.1,
+        attention_dropout=0.1,
+        layerdrop=0.05,
+    ),
+    "prenorm": dict(family="wav2vec2", heads=16, extractor="layer", conv_bias=True, layer_norm_first=True),
+    "hubert": dict(family="hubert", heads=16, extractor="layer", conv_bias=False, layer_norm_first=True),
+}
+
+#: (name, layout, hidden, layers, ffn, final_dim, dropout_input, params in millions, description), from
+#: AntiDeepfake's ``W2V_configs.py`` / ``HBT_configs.py``.
+_RELEASED: tuple[tuple[str, str, int, int, int, int, float, float, str], ...] = (
+    ("w2v_small", "base", 768, 12, 3072, 256, 0.1, 95, "wav2vec 2.0 Small (base layout)"),
+    ("w2v_large", "prenorm", 1024, 24, 4096, 768, 0.0, 317, "wav2vec 2.0 Large (LV-60 layout)"),
+    ("mms_300m", "prenorm", 1024, 24, 4096, 768, 0.0, 317, "MMS-300M"),
+    ("mms_1b", "prenorm", 1280, 48, 5120, 1024, 0.1, 965, "MMS-1B"),
+    ("xlsr_1b", "prenorm", 1280, 48, 5120, 1024, 0.1, 965, "XLS-R 1B"),
+    ("xlsr_2b", "prenorm", 1920, 48, 7680, 1024, 0.1, 2200, "XLS-R 2B"),
+    ("hubert_xl", "hubert", 1280, 48, 5120, 1024, 0.0, 964, "HuBERT-XL (fairseq hubert_xlarge_ll60k)"),
 )
 
-#: Every released AntiDeepfake architecture, keyed by the model names of its hparams files.
-ARCHITECTURES: dict[str, ArchSpec] = {
-    spec.name: spec
-    for spec in (
-        ArchSpec(
-            name="w2v_small",
-            family="wav2vec2",
-            hidden=768,
-            layers=12,
-            heads=12,
-            ffn=3072,
-            extractor="group",
-            conv_bias=False,
-            layer_norm_first=False,
-            final_dim=256,
-            dropout=0.1,
-            attention_dropout=0.1,
-            dropout_input=0.1,
-            layerdrop=0.05,
-            params_millions=95,
-            description="wav2vec 2.0 Small (base layout)",
-        ),
-        ArchSpec(
-            name="w2v_large",
-            hidden=1024,
-            layers=24,
-            ffn=4096,
-            final_dim=768,
-            params_millions=317,
-            description="wav2vec 2.0 Large (LV-60 layout)",
-            **_W2V_LARGE_LAYOUT,
-        ),
-        ArchSpec(
-            name="mms_300m",
-            hidden=1024,
-            layers=24,
-            ffn=4096,
-            final_dim=768,
-            params_millions=317,
-            description="MMS-300M",
-            **_W2V_LARGE_LAYOUT,
-        ),
-        ArchSpec(
-            name="mms_1b",
-            hidden=1280,
-            layers=48,
-            ffn=5120,
-            final_dim=1024,
-            dropout_input=0.1,
-            params_millions=965,
-            description="MMS-1B",
-            **_W2V_LARGE_LAYOUT,
-        ),
-        ArchSpec(
-            name="xlsr_1b",
-            hidden=1280,
-            layers=48,
-            ffn=5120,
-            final_dim=1024,
-            dropout_input=0.1,
-            params_millions=965,
-            description="XLS-R 1B",
-            **_W2V_LARGE_LAYOUT,
-        ),
-        ArchSpec(
-            name="xlsr_2b",
-            hidden=1920,
-            layers=48,
-            ffn=7680,
-            final_dim=1024,
-            dropout_input=0.1,
-            params_millions=2200,
-            description="XLS-R 2B",
-            **_W2V_LARGE_LAYOUT,
-        ),
-        ArchSpec(
-            name="hubert_xl",
-            family="hubert",
-            hidden=1280,
-            layers=48,
-            heads=16,
-            ffn=5120,
-            extractor="layer",
-            conv_bias=False,
-            layer_norm_first=True,
-            final_dim=1024,
-            num_classes=504,
-            params_millions=964,
-            description="HuBERT-XL (fairseq hubert_xlarge_ll60k)",
-        ),
+
+def _released_spec(
+    name: str,
+    layout: str,
+    hidden: int,
+    layers: int,
+    ffn: int,
+    final_dim: int,
+    dropout_input: float,
+    params_millions: float,
+    description: str,
+) -> ArchSpec:
+    """One row of :data:`_RELEASED` on top of its layout."""
+    return ArchSpec(
+        name=name,
+        hidden=hidden,
+        layers=layers,
+        ffn=ffn,
+        final_dim=final_dim,
+        dropout_input=dropout_input,
+        params_millions=params_millions,
+        description=description,
+        **_LAYOUTS[layout],
     )
-}
+
+
+#: Every released AntiDeepfake architecture, keyed by the model names of its hparams files.
+ARCHITECTURES: dict[str, ArchSpec] = {row[0]: _released_spec(*row) for row in _RELEASED}
 
 #: Other spellings users meet: AntiDeepfake's fairseq model name and the Hugging Face repository names.
 ALIASES: dict[str, str] = {
