@@ -345,6 +345,18 @@ def _listing(keys: list[str]) -> str:
     return shown + more
 
 
+def _problem_lines(missing: list[str], unexpected: list[str], mismatched: list[str]) -> list[str]:
+    """The key problems of a checkpoint that does not fit, all listed together so one run shows every one."""
+    lines = []
+    if missing:
+        lines.append(f"  missing keys ({len(missing)}): {_listing(missing)}")
+    if unexpected:
+        lines.append(f"  unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
+    if mismatched:
+        lines.append(f"  shape mismatches ({len(mismatched)}): {_listing(mismatched)}")
+    return lines
+
+
 def _empty_detector(spec: ArchSpec) -> AntiDeepfakeDetector:
     """The detector on the meta device: shapes without spending time and memory on a random init."""
     with torch.device("meta"):
@@ -404,13 +416,7 @@ def convert_released_state(
             f"{source}: checkpoint does not match architecture {spec.name} ({_describe(spec.to_dict())})"
         ]
         lines.append(f"  {looks} ({_describe(info)})")
-        if missing:
-            lines.append(f"  missing keys ({len(missing)}): {_listing(missing)}")
-        if unexpected:
-            lines.append(f"  unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
-        if mismatched:
-            lines.append(f"  shape mismatches ({len(mismatched)}): {_listing(mismatched)}")
-        raise CheckpointError("\n".join(lines))
+        raise CheckpointError("\n".join(lines + _problem_lines(missing, unexpected, mismatched)))
     return out, dropped, head_present
 
 
@@ -535,13 +541,7 @@ def _check_native(
     ]
     if missing or unexpected or mismatched:
         lines = [f"{source}: checkpoint does not match architecture {spec.name}"]
-        if missing:
-            lines.append(f"  missing keys ({len(missing)}): {_listing(missing)}")
-        if unexpected:
-            lines.append(f"  unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
-        if mismatched:
-            lines.append(f"  shape mismatches ({len(mismatched)}): {_listing(mismatched)}")
-        raise CheckpointError("\n".join(lines))
+        raise CheckpointError("\n".join(lines + _problem_lines(missing, unexpected, mismatched)))
 
 
 # ---------------------------------------------------------------------------------------------------- saving

@@ -5,7 +5,7 @@ corrected ``evaluation.py`` uses (mean of miss and false-alarm rates at the clos
 compare with the AntiDeepfake tables; ``eer_interpolated`` is the one-class detector's definition
 (:mod:`training.evaluation.metrics`, linear interpolation between the bracketing ROC points), so numbers
 compare with the one-class reports. Both are invariant to which class is called "target". AUC is the
-Mann-Whitney statistic.
+Mann-Whitney statistic of :mod:`training.evaluation.metrics`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from training.evaluation import metrics as shared_metrics
 
 
 def det_curve(fake_scores: np.ndarray, real_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -46,24 +48,13 @@ def eer(
 
 
 def auc(fake_scores: Sequence[float] | np.ndarray, real_scores: Sequence[float] | np.ndarray) -> float:
-    """ROC-AUC = P(score of a random fake > score of a random real), ties counted half."""
+    """ROC-AUC = P(score of a random fake > score of a random real), ties counted half; NaN when a class is
+    empty. Computed by :func:`training.evaluation.metrics.auc` (label 1 = spoof there)."""
     f, r = np.asarray(fake_scores, dtype=np.float64), np.asarray(real_scores, dtype=np.float64)
     if f.size == 0 or r.size == 0:
         return float("nan")
-    allv = np.concatenate([f, r])
-    order = allv.argsort(kind="mergesort")
-    ranks = np.empty(len(allv), dtype=np.float64)
-    sorted_v = allv[order]
-    # average ranks over ties
-    i = 0
-    while i < len(allv):
-        j = i
-        while j + 1 < len(allv) and sorted_v[j + 1] == sorted_v[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    rank_sum = ranks[: len(f)].sum()
-    return float((rank_sum - len(f) * (len(f) + 1) / 2) / (len(f) * len(r)))
+    labels = np.concatenate([np.ones(f.size, dtype=int), np.zeros(r.size, dtype=int)])
+    return shared_metrics.auc(np.concatenate([f, r]), labels)
 
 
 @dataclass
@@ -92,7 +83,5 @@ def table_row(name: str, scores: np.ndarray, labels: np.ndarray, threshold: floa
     fa = float(np.mean(real > threshold)) if real.size else float("nan")
     interpolated = float("nan")
     if fake.size and real.size:
-        from training.evaluation.metrics import eer as eer_interpolated
-
-        interpolated = eer_interpolated(scores, (labels == 0).astype(int))  # that module: 1 = spoof
+        interpolated = shared_metrics.eer(scores, (labels == 0).astype(int))  # that module: 1 = spoof
     return Row(name, int(real.size), int(fake.size), e, auc(fake, real), t, miss, fa, interpolated)
