@@ -80,15 +80,23 @@ def fairseq_reference_logits(
     return F.linear(x.mean(dim=1), state["proj_fc.weight"], state["proj_fc.bias"])
 
 
+def perturbed_tiny(
+    name: str, layers: int, scale: float, seed: int
+) -> tuple[ArchSpec, AntiDeepfakeDetector, dict[str, torch.Tensor]]:
+    """A tiny detector whose every parameter is moved off its initial value (non-trivial norms and biases,
+    so a swapped tensor cannot hide), with its state dict in the released fairseq naming."""
+    torch.manual_seed(seed)
+    spec = ARCHITECTURES[name].tiny(layers=layers)
+    model = AntiDeepfakeDetector(spec).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn_like(p))
+    return spec, model, released_state(model)
+
+
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_transformers_model_matches_fairseq_semantics(name: str) -> None:
-    torch.manual_seed(3)
-    spec = ARCHITECTURES[name].tiny(layers=3)
-    model = AntiDeepfakeDetector(spec).eval()
-    with torch.no_grad():  # non-trivial norms and biases, so a swapped tensor cannot hide
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    state = released_state(model)
+    spec, model, state = perturbed_tiny(name, layers=3, scale=0.1, seed=3)
     wav = torch.randn(2, 9_600)
     with torch.inference_mode():
         ours = model(wav).logits
@@ -98,13 +106,8 @@ def test_transformers_model_matches_fairseq_semantics(name: str) -> None:
 
 def test_reference_detects_a_swapped_tensor() -> None:
     """The comparison has teeth: swapping q and k in one layer changes the logits."""
-    torch.manual_seed(4)
-    spec = ARCHITECTURES["mms_300m"].tiny(layers=2)
-    model = AntiDeepfakeDetector(spec).eval()
-    with torch.no_grad():  # sharp attention, so that transposing its score matrix shows
-        for p in model.parameters():
-            p.add_(0.5 * torch.randn_like(p))
-    state = released_state(model)
+    # large perturbations give sharp attention, so that transposing its score matrix shows
+    spec, model, state = perturbed_tiny("mms_300m", layers=2, scale=0.5, seed=4)
     wav = torch.randn(1, 8000)
     with torch.inference_mode():
         ours = model(wav).logits
