@@ -121,6 +121,29 @@ def evaluate_dev(
     }  # fmt: skip
 
 
+def build_augmenter(
+    cfg: SupRunConfig, sr: int
+) -> Callable[[np.ndarray, np.random.Generator], np.ndarray] | None:
+    """The augmenter applied to both classes.
+
+    ``augment.params: {chain: project}`` selects the project's augmentation chain (:mod:`training.augment`:
+    microphone colouring, reverberation, telephone band, G.711, G.722/Opus/AMR-NB codecs, band limits, noise,
+    gain, clipping) with its recommended configuration; ``augment.params: {augmentations: [...]}`` gives that
+    chain explicitly. Otherwise the one-class trainer's augmenter is used (:func:`training.oneclass.augment.
+    build`), so both detectors can be trained on the same definition of "real".
+    """
+    if not cfg.augment.enabled:
+        return None
+    params = dict(cfg.augment.params)
+    if params.get("chain") == "project" or "augmentations" in params:
+        from training.augment import Chain, default_config
+
+        params.pop("chain", None)
+        chain = Chain.from_config(params if "augmentations" in params else default_config(cfg.train.seed))
+        return lambda x, rng: chain(x, sr, rng)
+    return aug.build(cfg.augment, sr)
+
+
 class SupervisedTrainer:
     """Runs (or resumes) one supervised training run in ``run_dir``."""
 
@@ -184,7 +207,7 @@ class SupervisedTrainer:
         crop = int(cfg.data.crop_s * sr)
         real = BalancedSampler(fold.train_real, cache, crop, tc.seed, lambda c: c.source, stream=0)
         spoof = BalancedSampler(fold.train_spoof, cache, crop, tc.seed, lambda c: c.system, stream=1)
-        augmenter = aug.build(cfg.augment, sr)
+        augmenter = build_augmenter(cfg, sr)
         half = tc.batch_size // 2
         target = torch.tensor([0.0] * half + [1.0] * half)
         target = target * (1 - tc.label_smoothing) + 0.5 * tc.label_smoothing

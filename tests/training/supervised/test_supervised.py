@@ -167,3 +167,19 @@ def test_resumed_run_matches_uninterrupted_and_exports_with_parity(corpus: Path,
     )
     assert score.shape == (2,) and track.shape == (2, 13)
     np.testing.assert_allclose(score, track.mean(axis=1), atol=1e-5)
+
+
+def test_project_augmentation_chain_is_selectable_and_seeded() -> None:
+    from training.supervised.trainer import build_augmenter
+
+    cfg = config_from_dict({"augment": {"params": {"chain": "project"}}})
+    augment = build_augmenter(cfg, 16000)
+    x = (0.05 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)
+    outs = [augment(x, np.random.default_rng(k)) for k in (1, 1, 2)]
+    assert all(o.shape == x.shape and o.dtype == np.float32 for o in outs)
+    np.testing.assert_array_equal(outs[0], outs[1])  # same crop RNG, same augmentation (resumable runs)
+    assert build_augmenter(config_from_dict({"augment": {"enabled": False}}), 16000) is None
+    with pytest.raises(Exception, match="unknown augmentation 'nope'"):
+        build_augmenter(
+            config_from_dict({"augment": {"params": {"augmentations": [{"name": "nope"}]}}}), 16000
+        )
