@@ -72,7 +72,8 @@ def open_peer_connections() -> int:
     from aiortc import RTCPeerConnection
 
     gc.collect()
-    alive = [o for o in gc.get_objects() if isinstance(o, RTCPeerConnection)]
+    # type() rather than isinstance(): gc also lists dead weak proxies, and isinstance() on one raises.
+    alive = [o for o in gc.get_objects() if issubclass(type(o), RTCPeerConnection)]
     return sum(1 for pc in alive if pc.connectionState != "closed")
 
 
