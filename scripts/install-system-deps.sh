@@ -14,7 +14,7 @@ PACKAGES=(
     espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k
     pulseaudio pulseaudio-utils libasound2-plugins libportaudio2
     libsndfile1
-    chromium openssl
+    chromium fonts-liberation openssl
     python3-venv
 )
 
