@@ -38,3 +38,19 @@ def test_default_bundle_scores_an_8khz_mulaw_call() -> None:
     assert rows == {len(meta.map_axes.freq_hz) or 1}
     assert isinstance(events[-1], SummaryEvent) and events[-1].model == meta.name
     assert events[-1].verdict in ("real", "synthetic") and events[-1].windows == len(scores)
+
+
+def test_default_bundle_scores_digital_silence_with_finite_numbers() -> None:
+    """A muted call sends exact zeros: every window, all-zero ones included, must score finitely."""
+    fmt = AudioFormat(16000, "float32")
+    audio = np.concatenate([np.zeros(40000, np.float32), speechlike(2.0, level=0.1)])
+
+    async def main():
+        async with Engine.from_bundle(None, provider="cpu", threads=1) as engine:
+            return await engine.scan(audio, fmt, "muted", StreamConfig())
+
+    events = asyncio.run(main())
+    scores = [e for e in events if isinstance(e, ScoreEvent)]
+    assert not [e for e in events if e.type == "error"]
+    assert scores and all(np.isfinite(e.score) for e in scores)
+    assert events[-1].windows == len(scores) and events[-1].windows_dropped == 0

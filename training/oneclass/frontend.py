@@ -128,7 +128,9 @@ class LogMelFrontEnd(nn.Module):
         frame_ms = F.avg_pool1d(x * x, kernel_size=c.win_length, stride=c.hop_length)  # [B, 1, T]
         p = c.level_order
         # Power mean relative to the loudest frame, so frame_ms**p cannot underflow float32.
-        peak = torch.amax(frame_ms, dim=-1, keepdim=True) + 1e-20
+        # clamp_min rather than "+ 1e-20": the exporter drops an addition that small, and an all-zero window
+        # then divides 0 by 0 in the bundle (NaN) while PyTorch stays finite.
+        peak = torch.clamp_min(torch.amax(frame_ms, dim=-1, keepdim=True), 1e-20)
         level = peak * torch.mean((frame_ms / peak) ** p, dim=-1, keepdim=True) ** (1.0 / p)  # [B, 1, 1]
         return mel / (level + c.level_floor)
 
