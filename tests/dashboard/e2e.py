@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 from chromium import Chromium
+from loopback_server import loopback_server
 
-from stream_guard.server import Limits, ServerConfig, StreamGuardServer
+from stream_guard.server import StreamGuardServer
 
 TOKEN = "dashboard-test-token"
 RATE = 48000
@@ -103,24 +104,8 @@ def write_wav(path: Path, audio: np.ndarray) -> Path:
 @contextlib.asynccontextmanager
 async def serving(bundle: Path, tmp_path: Path, **overrides: Any) -> AsyncIterator[StreamGuardServer]:
     """``stream-guard serve`` on 127.0.0.1 (free port) with the given bundle and a token."""
-    config = ServerConfig(
-        host="127.0.0.1",
-        port=0,
-        model=str(bundle),
-        provider="cpu",
-        threads=1,
-        tokens=(TOKEN,),
-        outbox_path=str(tmp_path / "outbox.sqlite"),
-        limits=Limits(),
-        shutdown_grace_s=5.0,
-        **overrides,
-    )
-    server = StreamGuardServer(config)
-    await server.start()
-    try:
+    async with loopback_server(bundle, tmp_path, TOKEN, **overrides) as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @dataclass

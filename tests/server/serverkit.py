@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
+from loopback_server import loopback_server
 
 from stream_guard.core.formats import AudioFormat, encode
-from stream_guard.server import Limits, ServerConfig, StreamGuardServer
+from stream_guard.server import Limits, StreamGuardServer
 
 TOKEN = "test-token"
 
@@ -29,26 +30,12 @@ def pcm16(x: np.ndarray) -> bytes:
 
 @contextlib.asynccontextmanager
 async def running(bundle: Path, tmp_path: Path, limits: Limits | None = None, **overrides) -> AsyncIterator:
-    # replays run faster than real time: no real-time shedding unless a test asks, so scores are comparable
-    config = ServerConfig(
-        host="127.0.0.1",
-        port=0,
-        model=str(bundle),
-        provider="cpu",
-        threads=1,
-        tokens=(TOKEN,),
-        outbox_path=str(tmp_path / "outbox.sqlite"),
-        # test clients replay calls faster than real time: lift the rate limits unless a test sets them
-        limits=limits or Limits(max_messages_per_s=1e6, max_bytes_per_s=1e9),
-        shutdown_grace_s=5.0,
-        **{"stream_queue_limit": 64, "max_delay_ms": None, **overrides},
-    )
-    server = StreamGuardServer(config)
-    await server.start()
-    try:
+    # replays run faster than real time: no real-time shedding unless a test asks, so scores are comparable;
+    # test clients replay calls faster than real time: lift the rate limits unless a test sets them
+    settings = {"stream_queue_limit": 64, "max_delay_ms": None, **overrides}
+    limits = limits or Limits(max_messages_per_s=1e6, max_bytes_per_s=1e9)
+    async with loopback_server(bundle, tmp_path, TOKEN, limits=limits, **settings) as server:
         yield server
-    finally:
-        await server.stop()
 
 
 def url(server: StreamGuardServer, path: str, token: str | None = TOKEN) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from loopback_server import loopback_server
 from websockets.asyncio.server import serve
 
 from stream_guard.backends import OnnxRuntimeBackend
@@ -106,22 +107,5 @@ TOKEN = "webrtc-test-token"
 @contextlib.asynccontextmanager
 async def running_server(bundle: Path, tmp_path: Path, **overrides: Any) -> AsyncIterator[Any]:
     """``stream-guard serve`` itself on 127.0.0.1 (free port), with a token: ``/v1/webrtc`` as deployed."""
-    from stream_guard.server import ServerConfig, StreamGuardServer
-
-    config = ServerConfig(
-        host="127.0.0.1",
-        port=0,
-        model=str(bundle),
-        provider="cpu",
-        threads=1,
-        tokens=(TOKEN,),
-        outbox_path=str(tmp_path / "outbox.sqlite"),
-        shutdown_grace_s=5.0,
-        **overrides,
-    )
-    server = StreamGuardServer(config)
-    await server.start()
-    try:
+    async with loopback_server(bundle, tmp_path, TOKEN, **overrides) as server:
         yield server
-    finally:
-        await server.stop()
