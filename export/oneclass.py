@@ -105,6 +105,11 @@ def export_oneclass(
         )
 
     dev = info["dev"]
+    if scorer not in dev.get("calibration", {}):
+        raise ExportError(
+            f"{checkpoint}: no dev calibration for scorer {scorer!r} (has "
+            f"{sorted(dev.get('calibration', {}))}); refit it first: python -m training.oneclass.refit"
+        )
     cal = dev["calibration"][scorer]
     geom = model.map_geometry()
     summary = {k: v for k, v in dev.items() if k != "calibration"}
@@ -130,7 +135,7 @@ def export_oneclass(
             "trained on real speech only, so anything unlike real speech scores high. anomaly_map rows are "
             "frequency bands "
             "(freq_hz), columns 40 ms steps; score = "
-            + ("top-k mean" if pooling == "topk" else "maximum")
+            + {"topk": "top-k mean", "max": "maximum", "mean": "mean"}[pooling]
             + " of the map"
             + (" after Discrepancy Scaling." if ds_on else " (plain STFPM product of level maps).")
         ),
@@ -147,7 +152,7 @@ def export_oneclass(
             DS_KEY: {
                 "enabled": ds_on,
                 "eps": cfg.model.ds_eps,
-                "pooled_over": "time",
+                "pooled_over": "time and frequency" if cfg.model.ds_pool == "time_freq" else "time",
                 "stat_shape": "[1, channels, frequency_rows, 1] per pyramid level",
                 "mu_initializers": mu_names,
                 "scale_initializers": scale_names,
@@ -156,6 +161,7 @@ def export_oneclass(
                 "fitted_on": "half of the dev split's real clips (the other half set the threshold)",
             },
             "pooling": {"kind": pooling, "topk_fraction": cfg.model.topk_fraction},
+            "levels": cfg.model.levels if cfg.model.levels is not None else [0, 1, 2],
             "frontend": {k: getattr(fe, k) for k in fe.__dataclass_fields__},
             CAL_REF_KEY: {"quantile": sc.threshold_quantile, **cal.get("reference", {})},
         },
@@ -202,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="bundle path to write")
     p.add_argument(
         "--scorer",
-        choices=("ds_max", "ds_topk", "plain_max", "plain_topk"),
+        choices=("ds_max", "ds_topk", "ds_mean", "plain_max", "plain_topk", "plain_mean"),
         default=None,
         help="scorer to export (default: the run config's)",
     )

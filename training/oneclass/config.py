@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from .model import ModelConfig
+from .model import POOLINGS, ModelConfig
 
 
 class ConfigError(ValueError):
@@ -36,8 +36,20 @@ class DataConfig:
 
 @dataclass
 class AugmentConfig:
+    """The run's augmentation (:mod:`training.augment.presets`; the supervised trainer reads the same section).
+
+    ``preset`` names a chain (``full`` or ``compact``), ``overrides`` changes probabilities and ranges per
+    augmentation, ``augmentations`` replaces the preset by an explicit chain. ``seed`` None draws the
+    augmentation from each crop's generator (how the shipped models were trained); an integer gives the
+    augmentation its own stream with the crops unchanged. ``params`` is the older form, still read.
+    """
+
     enabled: bool = True
-    params: dict[str, Any] = field(default_factory=dict)  # passed to training.augment
+    preset: str = "full"
+    seed: int | None = None
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    augmentations: list[dict[str, Any]] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -113,11 +125,22 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> RunConfig
         )
     except TypeError as exc:
         raise ConfigError(f"{source}: {exc}") from None
-    if cfg.model.pooling not in ("max", "topk"):
-        raise ConfigError(f"{source}: model.pooling must be 'max' or 'topk'")
+    if cfg.model.pooling not in POOLINGS:
+        raise ConfigError(f"{source}: model.pooling must be one of {POOLINGS}")
     if cfg.scoring.min_audio_s > cfg.scoring.window_s:
         raise ConfigError(f"{source}: scoring.min_audio_s exceeds scoring.window_s")
+    check_augment(cfg.augment, source)
     return cfg
+
+
+def check_augment(section: AugmentConfig, source: str) -> None:
+    """A bad ``augment`` section is a :class:`ConfigError` naming the file, raised when the config loads."""
+    from training.augment import AugmentConfigError, check_section
+
+    try:
+        check_section(section)
+    except AugmentConfigError as exc:
+        raise ConfigError(f"{source}: augment: {exc}") from None
 
 
 def load_config(path: str | Path) -> RunConfig:

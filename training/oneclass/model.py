@@ -11,12 +11,17 @@
   negative values: it is what makes PyTorch/ONNX parity hold to 1e-5 on the map and not only on the score.
 - The DS statistics are pooled over time: one value per level, channel and frequency row (``[1, C_l, h_l,
   1]``), because time is shift-invariant in speech and windows vary in length, while frequency rows mean
-  something. They are stored as ``mu_l`` and ``scale_l`` (already ``1 / (sigma + eps)``) so that in the
-  exported graph each is an initializer used only with a data-dependent operand: no constant folding can merge
-  them, and ``stream-guard calibrate`` can rewrite them with the onnx package, no torch needed.
+  something (``ds_pool: time``, the default). ``ds_pool: time_freq`` pools over frequency rows too (one value
+  per level and channel, broadcast over the rows so the stored shape, and the bundle contract, stay the
+  same): the variant measured against it under the leave-one-out protocol. They are stored as ``mu_l`` and
+  ``scale_l`` (already ``1 / (sigma + eps)``) so that in the exported graph each is an initializer used only
+  with a data-dependent operand: no constant folding can merge them, and ``stream-guard calibrate`` can
+  rewrite them with the onnx package, no torch needed (it refits per frequency row).
 - ``Up`` is bilinear resizing to the stride-4 grid (level 1): the common grid of ``anomaly_map``, whose rows
   are groups of 4 mel bands and whose columns step 4 frames (40 ms).
-- Score: the map's maximum, or the mean of its top ``topk_fraction`` cells (steadier for streaming).
+- Score: the map's maximum, the mean of its top ``topk_fraction`` cells (steadier for streaming), or the
+  mean of the whole map (measured as a variant). ``levels`` restricts the map to some pyramid levels (e.g.
+  ``[0, 1]``: strides 4 and 8 only) without retraining: the student still learns all three.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from torch.nn import functional as F
 from .backbones import build_backbone
 from .frontend import FrontEndConfig, LogMelFrontEnd, hz_to_mel, mel_centres_hz, mel_to_hz
 
-POOLINGS = ("max", "topk")
+POOLINGS = ("max", "topk", "mean")
+DS_POOLS = ("time", "time_freq")
 
 
 @dataclass
@@ -46,6 +52,8 @@ class ModelConfig:
     ds_eps: float = 0.05
     pooling: str = "topk"
     topk_fraction: float = 0.01
+    ds_pool: str = "time"  # DS statistics pooled over "time" (per frequency row) or "time_freq" (per channel)
+    levels: list[int] | None = None  # pyramid levels in the map (0, 1, 2 = strides 4, 8, 16); None = all
     time_pad: int = 16  # frames of reflected context on each side of the image (a multiple of 16)
 
     def frontend_config(self) -> FrontEndConfig:
@@ -60,10 +68,13 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
 
 
 def pool_scores(amap: torch.Tensor, pooling: str, topk_fraction: float) -> torch.Tensor:
-    """``amap [B, F, T]`` -> ``score [B]`` by max or top-k mean (k = ceil(fraction * cells), at least 1)."""
+    """``amap [B, F, T]`` -> ``score [B]`` by max, top-k mean (k = ceil(fraction * cells), at least 1) or
+    the mean of every cell."""
     flat = amap.flatten(1)
     if pooling == "max":
         return flat.amax(dim=1)
+    if pooling == "mean":
+        return flat.mean(dim=1)
     if pooling == "topk":
         k = max(1, math.ceil(topk_fraction * flat.shape[1]))
         return torch.topk(flat, k, dim=1).values.mean(dim=1)
@@ -80,6 +91,12 @@ class STFPM(nn.Module):
             raise ValueError(f"time_pad must be a multiple of 16 frames, got {self.cfg.time_pad}")
         if self.cfg.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {self.cfg.pooling!r} (choose from {POOLINGS})")
+        if self.cfg.ds_pool not in DS_POOLS:
+            raise ValueError(f"unknown ds_pool {self.cfg.ds_pool!r} (choose from {DS_POOLS})")
+        if self.cfg.levels is not None and (
+            not self.cfg.levels or any(lv not in (0, 1, 2) for lv in self.cfg.levels)
+        ):
+            raise ValueError(f"levels must be a non-empty subset of [0, 1, 2], got {self.cfg.levels}")
         self.frontend = LogMelFrontEnd(self.cfg.frontend_config())
         self.teacher = build_backbone(self.cfg.backbone, pretrained_teacher, self.cfg.teacher_weights)
         self.student = build_backbone(self.cfg.backbone, pretrained=False)
@@ -169,16 +186,18 @@ class STFPM(nn.Module):
     def maps(self, discs: list[torch.Tensor], ds: bool) -> torch.Tensor:
         """Combined anomaly map ``[B, F, T]`` on the level-1 grid."""
         size = (discs[0].shape[2], discs[0].shape[3])
+        keep = self.cfg.levels if self.cfg.levels is not None else range(len(discs))
+        stats = self.ds_stats()
         if ds:
             out = None
-            for e, (mu, scale) in zip(discs, self.ds_stats(), strict=True):
+            for e, (mu, scale) in ((discs[i], stats[i]) for i in keep):
                 z = (e - mu) * scale
                 sm = self._up((z * z).sum(dim=1, keepdim=True), size)
                 term = torch.log(sm + 1.0)
                 out = term if out is None else out + term
         else:
             out = None
-            for e in discs:
+            for e in (discs[i] for i in keep):
                 sm = self._up(0.5 * (e * e).sum(dim=1, keepdim=True), size)
                 out = sm if out is None else out * sm
         assert out is not None
@@ -196,7 +215,7 @@ class STFPM(nn.Module):
         out = {}
         for ds in (True, False):
             amap = self.maps(discs, ds)
-            for pooling in POOLINGS:
+            for pooling in ("max", "topk"):
                 out[f"{'ds' if ds else 'plain'}_{pooling}"] = pool_scores(
                     amap, pooling, self.cfg.topk_fraction
                 )
@@ -214,10 +233,12 @@ class STFPM(nn.Module):
 class DSAccumulator:
     """Running mean and standard deviation of discrepancy vectors, pooled over batch and time.
 
-    One value per level, channel and frequency row; float64 sums so millions of cells stay exact enough.
+    One value per level, channel and frequency row (``pool_freq=True``: per level and channel, pooled over the
+    frequency rows too and broadcast back over them); float64 sums so millions of cells stay exact enough.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, pool_freq: bool = False) -> None:
+        self.pool_freq = pool_freq
         self.n: list[float] = []
         self.s1: list[torch.Tensor] = []
         self.s2: list[torch.Tensor] = []
@@ -242,6 +263,11 @@ class DSAccumulator:
             raise ValueError("too little audio to fit Discrepancy Scaling statistics")
         mus, sigmas = [], []
         for n, s1, s2 in zip(self.n, self.s1, self.s2, strict=True):
+            if self.pool_freq:
+                rows = s1.shape[2]
+                s1 = s1.sum(dim=2, keepdim=True).expand_as(s1)
+                s2 = s2.sum(dim=2, keepdim=True).expand_as(s2)
+                n = n * rows
             mu = s1 / n
             var = (s2 - n * mu * mu) / (n - 1)
             mus.append(mu.to(torch.float32))

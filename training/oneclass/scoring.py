@@ -101,10 +101,11 @@ def fit_ds(
     min_audio_s: float,
     batch: int = 16,
 ) -> int:
-    """Fit DS mean/std (pooled over time) on real clips and install them; returns the number of windows."""
+    """Fit DS mean/std (pooled over time, or over time and frequency per ``model.cfg.ds_pool``) on real clips
+    and install them; returns the number of windows."""
     sr = model.frontend.cfg.sample_rate
     model.eval()
-    acc = DSAccumulator()
+    acc = DSAccumulator(pool_freq=model.cfg.ds_pool == "time_freq")
     n = 0
     for _, audio in _batches(clips, cache, int(window_s * sr), int(hop_s * sr), int(min_audio_s * sr), batch):
         acc.add(model.discrepancies(torch.from_numpy(audio)))

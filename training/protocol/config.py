@@ -3,6 +3,13 @@
 Per-fold training is the supervised trainer's configuration (``supervised``: a YAML path, relative to this
 file or absolute) with the fold's exclusions added; keep its ``train.steps`` small (a few minutes on two
 cores) because it runs once per fold.
+
+One-class models are bundles scored as they are, several per run (``oneclass_bundles``: a mapping from the
+row name in every table to a bundle path, ``null`` for the embedded default, in table order), so a baseline
+and variants are rows measured on the same folds, windows and thresholds. The fusion combines one of them
+(``fusion_oneclass``; by default the one named ``oneclass``, else the embedded default, else the last) with
+the supervised model. The older single-bundle key ``oneclass_bundle`` still works and means
+``{oneclass: <path>}`` (``""``: no one-class model and no fusion).
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from training.oneclass.config import ConfigError
 
 __all__ = ["ConfigError", "ProtocolConfig", "load_protocol_config"]
 
+RESERVED = ("supervised", "fusion")
+
 
 @dataclass
 class ProtocolConfig:
@@ -27,6 +36,8 @@ class ProtocolConfig:
     # honest as they are; its source folds are honest only for sources it was not trained on (the report says
     # which). None = the bundle embedded in stream_guard; "" = no one-class model (and no fusion).
     oneclass_bundle: str | None = None
+    oneclass_bundles: dict[str, str | None] | None = None  # row name -> bundle path (None = embedded default)
+    fusion_oneclass: str | None = None  # the entry of oneclass_bundles fused with the supervised model
     channels: list[str] = field(default_factory=lambda: ["wideband", "telephone"])
     source_folds: list[str] | str = "auto"  # real sources to leave out ("auto" = every real source)
     family_folds: list[str] | str = "auto"  # synthesizer families to leave out ("auto" = every family)
@@ -39,6 +50,30 @@ class ProtocolConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def bundles(self) -> dict[str, str | None]:
+        """Row name -> bundle path (None = the embedded default), in table order."""
+        if self.oneclass_bundles is not None:
+            return dict(self.oneclass_bundles)
+        if self.oneclass_bundle == "":
+            return {}
+        return {"oneclass": self.oneclass_bundle}
+
+    def fusion_partner(self) -> str | None:
+        """The one-class row fused with the supervised model (None: no one-class model, no fusion)."""
+        bundles = self.bundles()
+        if not bundles:
+            return None
+        if self.fusion_oneclass is not None:
+            return self.fusion_oneclass
+        if "oneclass" in bundles:
+            return "oneclass"
+        embedded = [k for k, v in bundles.items() if v is None]
+        return embedded[0] if embedded else list(bundles)[-1]
+
+    def detectors(self) -> list[str]:
+        """Every row of the tables, in order: the one-class bundles, the supervised model, the fusion."""
+        return [*self.bundles(), "supervised", *(["fusion"] if self.fusion_partner() else [])]
 
 
 def load_protocol_config(path: str | Path, need_supervised: bool = True) -> tuple[ProtocolConfig, Path]:
@@ -67,6 +102,27 @@ def load_protocol_config(path: str | Path, need_supervised: bool = True) -> tupl
             raise ConfigError(f"{path}: {key} must be 'auto' or a list")
     if not cfg.channels:
         raise ConfigError(f"{path}: channels must name at least one channel")
+    if cfg.oneclass_bundles is not None:
+        if cfg.oneclass_bundle is not None:
+            raise ConfigError(f"{path}: give oneclass_bundles or oneclass_bundle, not both")
+        if not isinstance(cfg.oneclass_bundles, dict) or not cfg.oneclass_bundles:
+            raise ConfigError(
+                f"{path}: oneclass_bundles must map row names to bundle paths (null = embedded)"
+            )
+        for name, bundle in cfg.oneclass_bundles.items():
+            if not isinstance(name, str) or not name or name in RESERVED:
+                raise ConfigError(
+                    f"{path}: oneclass_bundles: {name!r} is not a usable row name ({RESERVED} are taken)"
+                )
+            if bundle is not None and (not isinstance(bundle, str) or not bundle):
+                raise ConfigError(
+                    f"{path}: oneclass_bundles: {name!r} needs a bundle path or null (embedded)"
+                )
+    if cfg.fusion_oneclass is not None and cfg.fusion_oneclass not in cfg.bundles():
+        raise ConfigError(
+            f"{path}: fusion_oneclass {cfg.fusion_oneclass!r} is not one of the one-class rows "
+            f"{list(cfg.bundles())}"
+        )
     sup = Path(cfg.supervised).expanduser()
     if not sup.is_absolute():
         sup = (path.parent / sup).resolve()

@@ -11,20 +11,25 @@ Folds:
 
 Every detector is judged on the same windows (:func:`training.supervised.scoring.score_windows`); a clip's
 score is the mean of its window scores, compared with the threshold the way the runtime's summary verdict is.
-The one-class bundle is scored as it is (it never trains on synthetic speech; see the config for what that
-means for source folds). The fusion is refitted in every fold on that fold's dev windows only. Thresholds: the
-``threshold_quantile`` of dev real window scores, per detector and fold.
+One-class bundles (one or several, each a row) are scored as they are (they never train on synthetic speech;
+a source fold is left out for a bundle only if the bundle did not train on that source, which the report
+marks from the bundle's provenance). The fusion of one of them with the supervised model is refitted in every
+fold on that fold's dev windows only. Thresholds: the ``threshold_quantile`` of dev real window scores, per
+detector and fold.
 
 Robustness: every fold writes ``folds/<fold>/scores.json`` atomically when it is complete, and a rerun skips
-complete folds and resumes the training of an interrupted one from its ``last.pt``. A fold that cannot run (no
-usable clip of the left-out source, no synthetic data left) is recorded with its reason in the report and the
-run goes on; a manifest without one of the classes is refused before any training starts.
+complete folds and resumes the training of an interrupted one from its ``last.pt``; when the set of one-class
+bundles changes, only the scoring of the one-class rows and the fusion rerun (window scores of each bundle are
+kept per bundle SHA-256 in ``oneclass_cache/``, so adding a bundle scores only that bundle). A fold that
+cannot run (no usable clip of the left-out source, no synthetic data left) is recorded with its reason in the
+report and the run goes on; a manifest without one of the classes is refused before any training starts.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -40,7 +45,7 @@ from training.oneclass.data import AudioCache, Clip, DataError, read_manifest, r
 
 from .config import ProtocolConfig, save_protocol_config
 
-DETECTORS = ("oneclass", "supervised", "fusion")
+DETECTORS = ("oneclass", "supervised", "fusion")  # the rows of a run with one one-class bundle
 TARGETS = {"pooled_eer": 0.15, "family_eer": 0.30, "false_alarm": 0.10}
 
 
@@ -82,6 +87,47 @@ def plan_folds(cfg: ProtocolConfig, clips: list[Clip], manifest: Path) -> list[F
     return [Fold("family", f) for f in want_f] + [Fold("source", s) for s in want_s]
 
 
+_SOURCE_HOURS = re.compile(r"([A-Za-z0-9_.-]+) [0-9.]+ h\b")
+
+
+def trained_sources(training: dict[str, Any] | None) -> list[str] | None:
+    """The real sources a one-class bundle trained on, from its provenance (``training.data`` lists them as
+    ``"... (asterisk 5.73 h, fillets_cs 2.36 h); ..."``); None when the bundle does not say."""
+    text = str((training or {}).get("data", ""))
+    found = _SOURCE_HOURS.findall(text)
+    return sorted(set(found)) if found else None
+
+
+def _recorded_rows(scores: dict[str, Any]) -> dict[str, Any]:
+    """What a complete fold was scored with (see :meth:`ProtocolRunner.current_rows`); folds written before
+    several bundles were supported recorded one bundle under ``oneclass``."""
+    if "oneclass_bundles" in scores:
+        return {
+            "bundles": {n: d["sha256"] for n, d in scores["oneclass_bundles"].items()},
+            "fusion": scores.get("fusion_oneclass"),
+        }
+    one = scores.get("oneclass")
+    return (
+        {"bundles": {"oneclass": one["sha256"]}, "fusion": "oneclass"}
+        if one
+        else {"bundles": {}, "fusion": None}
+    )
+
+
+def held_out_trained(fold: dict[str, Any], det: str) -> bool | None:
+    """Whether detector ``det`` trained on the source a source fold leaves out (True: the fold's figure is
+    not a left-out one for it; None: unknown). The supervised model is retrained per fold (never); the fusion
+    inherits its one-class partner."""
+    if det == "supervised" or fold.get("kind") != "source":
+        return False
+    bundles = fold.get("oneclass_bundles") or ({"oneclass": fold["oneclass"]} if fold.get("oneclass") else {})
+    name = (fold.get("fusion_oneclass") or "oneclass") if det == "fusion" else det
+    info = bundles.get(name)
+    if info is None or info.get("trained_sources") is None:
+        return None
+    return fold["held_out"] in info["trained_sources"]
+
+
 def _per_channel(clips: list[Clip], channels: list[str], limit: int, key: str) -> list[Clip]:
     out: list[Clip] = []
     for ch in channels:
@@ -100,8 +146,9 @@ class ProtocolRunner:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.progress = progress
-        self._oneclass: Any = None
-        self._oneclass_cache: dict[Path, np.ndarray] = {}
+        self._backends: dict[str, Any] = {}
+        self._ids: dict[str, dict[str, Any]] = {}
+        self._caches: dict[str, dict[str, list[float]]] = {}
 
     # ------------------------------------------------------------------ logging
     def log(self, message: str) -> None:
@@ -111,15 +158,32 @@ class ProtocolRunner:
             fh.write(line + "\n")
 
     # ------------------------------------------------------------------ detectors
-    def oneclass_backend(self) -> Any:
-        if self.cfg.oneclass_bundle == "":
-            return None
-        if self._oneclass is None:
-            from stream_guard.backends import OnnxRuntimeBackend
+    def oneclass_backends(self) -> dict[str, Any]:
+        """Row name -> loaded bundle, in table order (empty: no one-class model)."""
+        from stream_guard.backends import OnnxRuntimeBackend
+        from stream_guard.backends.base import BackendError
+        from stream_guard.bundle import BundleError
 
-            path = None if self.cfg.oneclass_bundle is None else Path(self.cfg.oneclass_bundle).expanduser()
-            self._oneclass = OnnxRuntimeBackend(path, provider="cpu", threads=self.cfg.threads)
-        return self._oneclass
+        for name, bundle in self.cfg.bundles().items():
+            if name not in self._backends:
+                path = None if bundle is None else Path(bundle).expanduser()
+                try:
+                    self._backends[name] = OnnxRuntimeBackend(path, provider="cpu", threads=self.cfg.threads)
+                except (BundleError, BackendError, OSError) as exc:
+                    raise DataError(f"one-class row {name!r}: bundle {bundle or 'embedded'}: {exc}") from None
+        return {name: self._backends[name] for name in self.cfg.bundles()}
+
+    def oneclass_ids(self) -> dict[str, dict[str, Any]]:
+        """Row name -> ``{path, sha256, name, trained_sources}`` of each bundle (what a rerun compares)."""
+        from stream_guard.backends.fused import sha256_file
+
+        for name, oc in self.oneclass_backends().items():
+            if name not in self._ids:
+                self._ids[name] = {
+                    "path": str(oc.path), "sha256": sha256_file(oc.path), "name": oc.metadata.name,
+                    "trained_sources": trained_sources(oc.metadata.training),
+                }  # fmt: skip
+        return {name: self._ids[name] for name in self.cfg.bundles()}
 
     def supervised_config(self, fold: Fold) -> Any:
         from training.supervised.config import load_config
@@ -153,11 +217,13 @@ class ProtocolRunner:
             fold_dir = self.run_dir / "folds" / fold.name
             done = fold_dir / "scores.json"
             if done.exists():
-                recorded = (json.loads(done.read_text()).get("oneclass") or {}).get("sha256")
-                if recorded == self.current_oneclass_id():
+                prev = json.loads(done.read_text())
+                if _recorded_rows(prev) == self.current_rows():
                     self.log(f"{fold.name}: complete, skipped")
                     continue
-                self.log(f"{fold.name}: the one-class bundle changed; rescoring it and refitting the fusion")
+                self.log(
+                    f"{fold.name}: the one-class bundles changed; rescoring them and refitting the fusion"
+                )
             t0 = time.time()
             try:
                 self.run_fold(fold, clips, fold_dir)
@@ -233,7 +299,6 @@ class ProtocolRunner:
         _atomic_json(fold_dir / "supervised_scores.json", out)
 
     def _combine_stage(self, fold: Fold, clips: list[Clip], fold_dir: Path) -> None:
-
         cfg = self.cfg
         st = json.loads((fold_dir / "supervised_scores.json").read_text())
         by_path = {str(c.path): c for c in clips}
@@ -242,33 +307,34 @@ class ProtocolRunner:
                 k: {p: np.asarray(v) for p, v in st[k].items()} for k in ("dev_real", "dev_spoof", "report")
             }
         }
-        oc = self.oneclass_backend()
-        oc_id = None
-        if oc is not None:
-            from stream_guard.backends.fused import sha256_file
-
-            oc_id = {"path": str(oc.path), "sha256": sha256_file(oc.path), "name": oc.metadata.name}
+        backends = self.oneclass_backends()
+        ids = self.oneclass_ids()
+        # The windows the supervised model scored (same window and hop). A clip too short for a one-class
+        # minimum gets no score there and drops out of every detector's rows, so all rows see the same clips.
+        min_audio = max([st["min_audio_s"], *(oc.metadata.min_audio_s for oc in backends.values())])
+        cache = AudioCache(st["sample_rate"])
+        for name, oc in backends.items():
             if oc.metadata.sample_rate != st["sample_rate"]:
                 raise DataError(
                     f"{oc.path}: runs at {oc.metadata.sample_rate} Hz, the corpus at {st['sample_rate']} Hz"
                 )
-            # The windows the supervised model scored (same window and hop). A clip too short for the
-            # one-class minimum gets no one-class score and drops out of every detector's rows.
-            min_audio = max(st["min_audio_s"], oc.metadata.min_audio_s)
-            cache = AudioCache(st["sample_rate"])
-            scores["oneclass"] = {}
+            scores[name] = {}
             for set_name, sup_set in scores["supervised"].items():
                 set_clips = [by_path[p] for p in sup_set if p in by_path]
-                self.log(f"{fold.name}: scoring {len(set_clips)} {set_name} clips with the one-class model")
-                w = self._score_oneclass(oc, set_clips, cache, st["window_s"], min_audio, st["sample_rate"])
-                scores["oneclass"][set_name] = {str(p): v for p, v in w.items()}
+                w = self._score_oneclass(
+                    name, oc, set_clips, cache, st["window_s"], min_audio, st["sample_rate"], fold.name
+                )
+                scores[name][set_name] = w
+            self._save_cache(name, st["window_s"], min_audio)
         thresholds = {
             name: float(np.quantile(np.concatenate(list(s["dev_real"].values())), cfg.threshold_quantile))
             for name, s in scores.items()
         }
+        partner = cfg.fusion_partner()
         fusion = None
-        if "oneclass" in scores:
-            fusion = self._fuse(scores)
+        if partner is not None:
+            fusion = self._fuse(scores, partner)
+            fusion["oneclass"] = partner
             thresholds["fusion"] = fusion["threshold"]
         rows = []
         for path in st["report"]:
@@ -285,7 +351,7 @@ class ProtocolRunner:
                 w, b = np.asarray(fusion["weights"]), fusion["bias"]
                 entry["scores"]["fusion"] = [
                     float(b + w[0] * o + w[1] * s)
-                    for o, s in zip(per["oneclass"], per["supervised"], strict=True)
+                    for o, s in zip(per[partner], per["supervised"], strict=True)
                 ]
             rows.append(entry)
         _atomic_json(
@@ -293,39 +359,59 @@ class ProtocolRunner:
             {
                 "fold": fold.name, "kind": fold.kind, "held_out": fold.held_out, "thresholds": thresholds,
                 "fusion": fusion, "supervised_dev": st["dev"], "supervised_step": st["step"], "clips": rows,
-                "oneclass": oc_id,
+                "oneclass": ids.get(partner) if partner else None, "oneclass_bundles": ids,
+                "fusion_oneclass": partner,
                 "dev_counts": {"real": len(st["dev_real"]), "spoof": len(st["dev_spoof"])},
             },
         )  # fmt: skip
 
-    def current_oneclass_id(self) -> str | None:
-        oc = self.oneclass_backend()
-        if oc is None:
-            return None
-        from stream_guard.backends.fused import sha256_file
+    def current_rows(self) -> dict[str, Any]:
+        """What a complete fold must have been scored with: each bundle's SHA-256 and the fusion partner."""
+        return {
+            "bundles": {name: i["sha256"] for name, i in self.oneclass_ids().items()},
+            "fusion": self.cfg.fusion_partner(),
+        }
 
-        return sha256_file(oc.path)
+    def _cache_file(self, name: str, window_s: float, min_audio_s: float) -> Path:
+        sha = self.oneclass_ids()[name]["sha256"][:16]
+        tag = f"w{window_s:g}-h{self.cfg.hop_s:g}-m{min_audio_s:g}"
+        return self.run_dir / "oneclass_cache" / f"{sha}-{tag}.json"
+
+    def _cache(self, name: str, window_s: float, min_audio_s: float) -> dict[str, list[float]]:
+        key = str(self._cache_file(name, window_s, min_audio_s))
+        if key not in self._caches:
+            path = Path(key)
+            self._caches[key] = json.loads(path.read_text()) if path.exists() else {}
+        return self._caches[key]
+
+    def _save_cache(self, name: str, window_s: float, min_audio_s: float) -> None:
+        path = self._cache_file(name, window_s, min_audio_s)
+        _atomic_json(path, self._cache(name, window_s, min_audio_s))
 
     def _score_oneclass(
-        self, oc: Any, clips: list[Clip], cache: AudioCache, window_s: float, min_audio_s: float, sr: int
-    ) -> dict[Path, np.ndarray]:
-        """Window scores of the one-class bundle; each clip is scored once per run (the bundle is the same
-        in every fold)."""
+        self, name: str, oc: Any, clips: list[Clip], cache: AudioCache, window_s: float, min_audio_s: float,
+        sr: int, fold_name: str,
+    ) -> dict[str, np.ndarray]:  # fmt: skip
+        """Window scores of one bundle; each clip is scored once per bundle and run (kept on disk)."""
         from training.supervised.scoring import score_windows
 
-        todo = [c for c in clips if c.path not in self._oneclass_cache]
-        fresh = score_windows(
-            lambda a: oc.infer(a)[0], todo, cache, window_s, self.cfg.hop_s, min_audio_s, sr
-        )
-        for c in todo:
-            self._oneclass_cache[c.path] = fresh.get(c.path, np.zeros(0))
-        return {c.path: self._oneclass_cache[c.path] for c in clips if self._oneclass_cache[c.path].size}
+        known = self._cache(name, window_s, min_audio_s)
+        todo = [c for c in clips if str(c.path) not in known]
+        if todo:
+            self.log(f"{fold_name}: scoring {len(todo)} clips with the one-class row {name!r}")
+            fresh = score_windows(
+                lambda a: oc.infer(a)[0], todo, cache, window_s, self.cfg.hop_s, min_audio_s, sr
+            )
+            for c in todo:
+                known[str(c.path)] = [float(x) for x in fresh.get(c.path, np.zeros(0))]
+        return {str(c.path): np.asarray(known[str(c.path)]) for c in clips if known[str(c.path)]}
 
-    def _fuse(self, scores: dict[str, dict[str, dict[Path, np.ndarray]]]) -> dict[str, Any]:
-        """Fit the fusion on this fold's dev windows (both detectors scored the same windows)."""
+    def _fuse(self, scores: dict[str, dict[str, dict[str, np.ndarray]]], partner: str) -> dict[str, Any]:
+        """Fit the fusion of ``partner`` and the supervised model on this fold's dev windows (both scored
+        the same windows)."""
         xs = {}
         for set_name in ("dev_real", "dev_spoof"):
-            oc, sup = scores["oneclass"][set_name], scores["supervised"][set_name]
+            oc, sup = scores[partner][set_name], scores["supervised"][set_name]
             paths = [p for p in sup if p in oc and len(oc[p]) == len(sup[p])]
             xs[set_name] = (
                 np.concatenate([np.c_[oc[p], sup[p]] for p in paths]) if paths else np.zeros((0, 2))
@@ -366,11 +452,15 @@ def write_report(run_dir: Path, cfg: ProtocolConfig, folds: list[Fold]) -> Path:
         elif (d / "error.json").exists():
             failed[fold.name] = json.loads((d / "error.json").read_text())["error"]
     rep = ReportWriter(run_dir, f"Leave-one-out evaluation: {cfg.name}")
-    dets = [d for d in DETECTORS if any(d in f["thresholds"] for f in done.values())]
+    dets = [d for d in cfg.detectors() if any(d in f["thresholds"] for f in done.values())]
     pending = [f.name for f in folds if f.name not in done and f.name not in failed]
+    rows_desc = ", ".join(f"`{n}` = {b or 'the embedded default'}" for n, b in cfg.bundles().items())
+    partner = cfg.fusion_partner()
     rep.text(
-        f"Manifest `{cfg.manifest}`; channels {', '.join(cfg.channels)}; one-class bundle "
-        f"`{cfg.oneclass_bundle if cfg.oneclass_bundle is not None else 'embedded default'}`. "
+        f"Manifest `{cfg.manifest}`; channels {', '.join(cfg.channels)}; "
+        f"one-class rows: {rows_desc or 'none'}"
+        + (f"; fusion = `{partner}` + supervised" if partner else "")
+        + ". "
         f"Clip score = mean of window scores ({cfg.hop_s:g} s hop); thresholds = "
         f"{100 * cfg.threshold_quantile:g}th "
         "percentile of each fold's dev real windows; EER intervals: bootstrap 95 % ("
@@ -383,6 +473,8 @@ def write_report(run_dir: Path, cfg: ProtocolConfig, folds: list[Fold]) -> Path:
         rep.text(f"- **{name}** could not be evaluated: {err}")
     metrics: dict[str, Any] = {
         "config": cfg.to_dict(),
+        "detectors": dets,
+        "trained_on_held_out": {},
         "folds": {},
         "pooled": {},
         "targets": {},
@@ -438,18 +530,21 @@ def write_report(run_dir: Path, cfg: ProtocolConfig, folds: list[Fold]) -> Path:
                     continue
                 m = detection_metrics(r, np.zeros(0), f["thresholds"][det], n_boot=cfg.n_boot)
                 metrics["folds"].setdefault(name, {}).setdefault(det, {})[ch] = m
+                trained = held_out_trained(f, det)
+                metrics["trained_on_held_out"].setdefault(det, {})[f["held_out"]] = trained
                 rows_s.append(
                     [
                         f"{f['held_out']} ({ch})",
                         str(m["n_real"]),
                         pct_ci(m["false_alarm"], m["false_alarm_ci"]),
+                        {True: "no (trained on it)", False: "yes", None: "unknown"}[trained],
                     ]
                 )
         if rows_s:
-            note = " (one-class bundle not retrained per fold)" if det != "supervised" else ""
+            note = " (one-class bundles are not retrained per fold)" if det != "supervised" else ""
             rep.table(
                 f"{det}: leave one real source out{note}",
-                ("left-out source", "clips", "false alarms [95 % CI]"),
+                ("left-out source", "clips", "false alarms [95 % CI]", "left out for this detector"),
                 rows_s,
             )
     # ---- targets
@@ -459,7 +554,9 @@ def write_report(run_dir: Path, cfg: ProtocolConfig, folds: list[Fold]) -> Path:
         pooled = [m["eer"] for m in metrics["pooled"].get(det, {}).values() if "eer" in m]
         fam = [m["eer"] for fn, fm in metrics["folds"].items() if fn.startswith("family-")
                for ch, m in fm.get(det, {}).items() if "/" not in ch and "eer" in m]  # fmt: skip
+        # False-alarm target: only sources the detector never trained on count as left out.
         fa = [m["false_alarm"] for fn, fm in metrics["folds"].items() if fn.startswith("source-")
+              and not metrics["trained_on_held_out"].get(det, {}).get(fn.removeprefix("source-"))
               for m in fm.get(det, {}).values() if "false_alarm" in m]  # fmt: skip
         if pooled:
             t["pooled_eer"] = max(pooled)
@@ -481,7 +578,8 @@ def write_report(run_dir: Path, cfg: ProtocolConfig, folds: list[Fold]) -> Path:
     fus = {k: v["fusion"] for k, v in done.items() if v.get("fusion")}
     if fus:
         rep.table(
-            "Fusion weights per fold (z = bias + w_oneclass * s_oneclass + w_supervised * s_supervised)",
+            f"Fusion weights per fold (z = bias + w_oneclass * s_{partner or 'oneclass'} + w_supervised * "
+            "s_supervised)",
             ("fold", "w_oneclass", "w_supervised", "bias", "threshold"),
             [[k, *(f"{x:.4g}" for x in (*v["weights"], v["bias"], v["threshold"]))] for k, v in fus.items()],
         )  # fmt: skip
@@ -495,7 +593,9 @@ def summary_markdown(run_dir: Path) -> str:
     pooled EER of the left-out families, each family's EER, and the false alarms on each left-out source."""
     m = json.loads((Path(run_dir) / "metrics.json").read_text())
     channels = m["config"]["channels"]
-    dets = [d for d in DETECTORS if d in m["pooled"] or any(d in f for f in m["folds"].values())]
+    order = m.get("detectors", DETECTORS)
+    dets = [d for d in order if d in m["pooled"] or any(d in f for f in m["folds"].values())]
+    trained = m.get("trained_on_held_out", {})
     fams = sorted(k for k in m["folds"] if k.startswith("family-"))
     srcs = sorted(k for k in m["folds"] if k.startswith("source-"))
     out = []
@@ -513,14 +613,21 @@ def summary_markdown(run_dir: Path) -> str:
         out.append("")
     if srcs:
         head = ["detector", "channel"] + [f.removeprefix("source-") for f in srcs]
-        out += ["False alarms on each left-out real source at the fold's dev threshold [95 % CI]:", ""]
+        out += [
+            "False alarms on each left-out real source at the fold's dev threshold [95 % CI]; *(trained)*: "
+            "the detector trained on that source, so the figure is not a left-out one:",
+            "",
+        ]
         out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for d in dets:
             for ch in channels:
                 cells = [d, ch]
                 for f in srcs:
                     fm = m["folds"][f].get(d, {}).get(ch, {})
-                    cells.append(pct_ci(fm.get("false_alarm"), fm.get("false_alarm_ci")))
+                    cell = pct_ci(fm.get("false_alarm"), fm.get("false_alarm_ci"))
+                    if trained.get(d, {}).get(f.removeprefix("source-")):
+                        cell += " *(trained)*"
+                    cells.append(cell)
                 out.append("| " + " | ".join(cells) + " |")
         out.append("")
     if m.get("failed"):

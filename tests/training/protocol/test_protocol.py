@@ -14,8 +14,8 @@ import yaml
 
 from training.oneclass.data import DataError
 from training.protocol.__main__ import main
-from training.protocol.config import load_protocol_config
-from training.protocol.runner import ProtocolRunner
+from training.protocol.config import ConfigError, load_protocol_config
+from training.protocol.runner import ProtocolRunner, summary_markdown, trained_sources
 from training.protocol.tiny import build_protocol_corpus
 
 REPO = Path(__file__).resolve().parents[3]
@@ -24,6 +24,8 @@ REPO = Path(__file__).resolve().parents[3]
 def _config(tmp: Path, manifest: Path, **over) -> Path:
     raw = yaml.safe_load((REPO / "training/protocol/configs/tiny.yaml").read_text())
     raw.update(manifest=str(manifest), supervised=str(REPO / "training/supervised/configs/tiny.yaml"), **over)
+    if "oneclass_bundle" in over and "oneclass_bundles" not in over:
+        raw.pop("oneclass_bundles", None)  # the older single-bundle key in place of tiny.yaml's rows
     path = tmp / "protocol.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -46,17 +48,26 @@ def test_manifest_without_a_class_is_refused_before_training(tmp_path: Path, cap
     assert "family fold 'neural': no synthetic clip of that family" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_tiny_protocol_end_to_end_and_resume(tmp_path: Path) -> None:
+    """Two one-class rows (a "baseline" that trained on gen_a, and "oneclass", the fusion partner), the
+    supervised model and the fusion, every table; then the resume and rescoring rules."""
     sys.path.insert(0, str(REPO / "tests"))
     from bundles import (
         build_bundle,
         bundle_metadata,
-    )  # a small valid bundle standing in for the one-class model
+    )  # small valid bundles standing in for the one-class models
 
+    baseline = build_bundle(
+        tmp_path / "baseline.onnx",
+        metadata=bundle_metadata(
+            name="test baseline", training={"data": "4 real clips (gen_a 0.01 h); no augmentation"}
+        ),
+    )
     oneclass = build_bundle(tmp_path / "oneclass.onnx")
     manifest = build_protocol_corpus(tmp_path / "corpus", silent_source=True)
-    cfg, sup = load_protocol_config(_config(tmp_path, manifest, oneclass_bundle=str(oneclass)))
+    bundles = {"baseline": str(baseline), "oneclass": str(oneclass)}
+    cfg, sup = load_protocol_config(_config(tmp_path, manifest, oneclass_bundles=bundles))
+    assert cfg.detectors() == ["baseline", "oneclass", "supervised", "fusion"]
     run = tmp_path / "run"
     report = ProtocolRunner(cfg, sup, run, progress=False).run()
     metrics = json.loads((run / "metrics.json").read_text())
@@ -67,12 +78,35 @@ def test_tiny_protocol_end_to_end_and_resume(tmp_path: Path) -> None:
     assert "'silent' has no usable speech" in metrics["failed"]["source-silent"]
     for fold in ("family-formant", "family-vocoder", "source-gen_a", "source-gen_b"):
         assert (run / "folds" / fold / "scores.json").exists(), fold
-    for det in ("oneclass", "supervised", "fusion"):
+    assert metrics["detectors"] == ["baseline", "oneclass", "supervised", "fusion"]
+    for det in ("baseline", "oneclass", "supervised", "fusion"):
         for ch in ("wideband", "telephone"):
             m = metrics["pooled"][det][ch]
             assert 0.0 <= m["eer"] <= 1.0 and m["eer_ci"][0] <= m["eer"] <= m["eer_ci"][1]
+            assert 0.0 <= metrics["folds"]["source-gen_b"][det][ch]["false_alarm"] <= 1.0
         assert f"{det}: leave one real source out" in text
     assert (run / "det-fusion.png").stat().st_size > 1000
+    # the same graph with another provenance: the same window scores under another SHA-256; the baseline row
+    # comes first in every table
+    fam = json.loads((run / "folds" / "family-formant" / "scores.json").read_text())
+    assert fam["clips"][0]["scores"]["baseline"] == fam["clips"][0]["scores"]["oneclass"]  # same graph
+    assert fam["oneclass_bundles"]["baseline"]["sha256"] != fam["oneclass_bundles"]["oneclass"]["sha256"]
+    summary = summary_markdown(run)
+    lines = [ln for ln in summary.splitlines() if ln.startswith("| ") and "wideband" in ln]
+    assert [ln.split(" | ")[0] for ln in lines[:4]] == [
+        "| baseline",
+        "| oneclass",
+        "| supervised",
+        "| fusion",
+    ]
+    # left out or not, per detector: the baseline trained on gen_a (from its provenance), nothing on gen_b
+    trained = metrics["trained_on_held_out"]
+    assert trained["baseline"] == {"gen_a": True, "gen_b": False}
+    assert trained["supervised"] == {"gen_a": False, "gen_b": False}
+    assert trained["oneclass"]["gen_a"] is None and trained["fusion"]["gen_a"] is None  # provenance "none"
+    src_rows = [ln for ln in summary.splitlines() if ln.startswith("| baseline |")]
+    assert all("*(trained)*" in ln for ln in src_rows[2:])  # the source table: gen_a trained on
+    assert "no (trained on it)" in text
 
     # fused window scores are the fold's logistic formula on the two detectors' window scores
     fold = json.loads((run / "folds" / "family-vocoder" / "scores.json").read_text())
@@ -94,16 +128,39 @@ def test_tiny_protocol_end_to_end_and_resume(tmp_path: Path) -> None:
     log = (run / "protocol.log").read_text()
     assert log.count("complete, skipped") >= 4
 
-    # a new one-class bundle rescored without retraining: stage-1 files untouched, fusion refitted
+    # a new one-class bundle rescored without retraining: stage-1 files untouched, fusion refitted, and the
+    # unchanged baseline row comes from its score cache (only the new bundle is scored)
     build_bundle(tmp_path / "oneclass2.onnx", metadata=bundle_metadata(name="another one-class model"))
-    cfg.oneclass_bundle = str(tmp_path / "oneclass2.onnx")
+    cfg.oneclass_bundles = {**bundles, "oneclass": str(tmp_path / "oneclass2.onnx")}
     stage1 = run / "folds" / "family-vocoder" / "supervised_scores.json"
     before = stage1.stat().st_mtime_ns
+    (run / "protocol.log").write_text("")
     ProtocolRunner(cfg, sup, run, progress=False).run(only=["family-vocoder"])
     assert stage1.stat().st_mtime_ns == before
-    assert json.loads((run / "folds" / "family-vocoder" / "scores.json").read_text())["oneclass"][
-        "path"
-    ].endswith("oneclass2.onnx")
+    fold = json.loads((run / "folds" / "family-vocoder" / "scores.json").read_text())
+    assert fold["oneclass"]["path"].endswith("oneclass2.onnx") and fold["fusion_oneclass"] == "oneclass"
+    log = (run / "protocol.log").read_text()
+    assert "with the one-class row 'oneclass'" in log and "row 'baseline'" not in log
+
+
+def test_single_bundle_key_still_works_and_bad_bundle_rows_are_refused(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.csv"
+    cfg, _ = load_protocol_config(_config(tmp_path, manifest, oneclass_bundle="x.onnx"))
+    assert cfg.bundles() == {"oneclass": "x.onnx"} and cfg.fusion_partner() == "oneclass"
+    cfg, _ = load_protocol_config(_config(tmp_path, manifest, oneclass_bundle=""))
+    assert cfg.detectors() == ["supervised"]
+    cfg, _ = load_protocol_config(
+        _config(tmp_path, manifest, oneclass_bundles={"base": "b.onnx", "emb": None})
+    )
+    assert cfg.fusion_partner() == "emb"  # the embedded default, when no row is called "oneclass"
+    for over, msg in (
+        ({"oneclass_bundles": {"fusion": "a.onnx"}}, "'fusion' is not a usable row name"),
+        ({"oneclass_bundles": {"a": ""}}, "'a' needs a bundle path or null"),
+        ({"oneclass_bundles": {"a": None}, "oneclass_bundle": "b.onnx"}, "not both"),
+        ({"oneclass_bundles": {"a": None}, "fusion_oneclass": "b"}, "fusion_oneclass 'b' is not one of"),
+    ):
+        with pytest.raises(ConfigError, match=msg):
+            load_protocol_config(_config(tmp_path, manifest, **over))
 
 
 def test_fold_names_must_exist(tmp_path: Path) -> None:
@@ -111,3 +168,9 @@ def test_fold_names_must_exist(tmp_path: Path) -> None:
     cfg, sup = load_protocol_config(_config(tmp_path, manifest, source_folds=["gen_z"]))
     with pytest.raises(DataError, match="source fold 'gen_z': no real clip of that source"):
         ProtocolRunner(cfg, sup, tmp_path / "run", progress=False).run()
+
+
+def test_trained_sources_from_bundle_provenance() -> None:
+    data = "12260 real clips of split 'train' from m.csv (asterisk 5.73 h, fillets_cs 2.36 h); augmentation"
+    assert trained_sources({"data": data}) == ["asterisk", "fillets_cs"]
+    assert trained_sources({"data": "none"}) is None and trained_sources(None) is None
