@@ -19,7 +19,17 @@ from typing import Any
 
 METADATA_KEY = "stream_guard"
 FORMAT_VERSION = 1
-DEFAULT_BUNDLE_NAME = "default.onnx"
+# The models embedded in the package, by short name. "fused" is THE default (the model used whenever none is
+# named): the one-class STFPM bundle and the supervised companion, fused by a logistic regression (see
+# stream_guard.backends.fused). The two members stay reachable alone by their short names.
+EMBEDDED_MODELS: dict[str, str] = {
+    "fused": "default.fusion.json",
+    "oneclass": "default.onnx",
+    "supervised": "supervised.onnx",
+}
+DEFAULT_MODEL = "fused"
+DEFAULT_MODEL_ALIASES = ("default",)  # `--model default` names the default explicitly
+DEFAULT_BUNDLE_NAME = EMBEDDED_MODELS["oneclass"]  # the one-class bundle file (member of the default pair)
 
 
 class BundleError(ValueError):
@@ -44,6 +54,16 @@ class Calibration:
         z = (score - self.center) / max(self.scale, 1e-12)
         z = max(-60.0, min(60.0, z))
         return 1.0 / (1.0 + math.exp(-z))
+
+    @property
+    def threshold_probability(self) -> float:
+        """The threshold in probability units: ``probability(threshold)``.
+
+        The threshold is an operating point (a false-alarm quantile of real speech), not the probability
+        0.5, so a clip can show P(synthetic) 0.6 and still be judged real when this value is 0.65. Every
+        view that shows a probability next to a verdict shows this number too.
+        """
+        return self.probability(self.threshold)
 
 
 @dataclass(frozen=True)
@@ -153,18 +173,71 @@ class BundleMetadata:
         return meta
 
 
+def embedded_model_path(name: str) -> Path:
+    """Path of an embedded model by short name (``fused``/``default``, ``oneclass``, ``supervised``)."""
+    key = DEFAULT_MODEL if name in DEFAULT_MODEL_ALIASES else name
+    if key not in EMBEDDED_MODELS:
+        names = ", ".join([*DEFAULT_MODEL_ALIASES, *EMBEDDED_MODELS])
+        raise BundleError(f"{name}: not an embedded model (embedded: {names})")
+    return Path(str(resources.files("stream_guard.models").joinpath(EMBEDDED_MODELS[key])))
+
+
+def default_model_path() -> Path:
+    """The model used when none is named: the embedded fused pair (its fusion file, ``default.fusion.json``).
+
+    This is the one notion of "the default model": every command, the :class:`~stream_guard.engine.Engine`
+    and :func:`~stream_guard.backends.load_backend` resolve ``None`` through :func:`resolve_model_path`, which
+    returns this path.
+    """
+    return embedded_model_path(DEFAULT_MODEL)
+
+
 def default_bundle_path() -> Path:
-    """Path of the bundle embedded in the package (the model used when none is named)."""
-    return Path(str(resources.files("stream_guard.models").joinpath(DEFAULT_BUNDLE_NAME)))
+    """The embedded one-class STFPM bundle (``default.onnx``), the member of the default pair whose anomaly
+    map users see.
+
+    Not the default *model* (that is :func:`default_model_path`, the fused pair); kept for code that needs
+    this one ONNX file, e.g. the exporter's parity tests. Same as ``embedded_model_path("oneclass")``.
+    """
+    return embedded_model_path("oneclass")
 
 
-def resolve_bundle_path(model: str | Path | None) -> Path:
-    """A user's ``--model`` value (None = the embedded default) as an existing file, or a BundleError."""
-    path = default_bundle_path() if model is None else Path(model).expanduser()
+def resolve_model_path(model: str | Path | None) -> Path:
+    """A user's ``--model`` value as an existing file, or a BundleError naming it.
+
+    ``None`` is the default model (the fused pair); the short names ``default``, ``fused``, ``oneclass`` and
+    ``supervised`` name the embedded models (write ``./oneclass`` for a file of that name); anything else is
+    a path: a bundle (``.onnx``) or a fusion file (``.json``).
+    """
+    if model is None:
+        path = default_model_path()
+    elif isinstance(model, str) and (model in EMBEDDED_MODELS or model in DEFAULT_MODEL_ALIASES):
+        path = embedded_model_path(model)
+    else:
+        path = Path(model).expanduser()
     if not path.exists():
         raise BundleError(f"{path}: no such model file")
     if not path.is_file():
         raise BundleError(f"{path}: is not a file")
+    return path
+
+
+def is_fusion_file(path: str | Path) -> bool:
+    """Whether a model path is a fusion file (JSON naming two bundles) rather than an ONNX bundle."""
+    return str(path).lower().endswith(".json")
+
+
+def resolve_bundle_path(model: str | Path | None) -> Path:
+    """Like :func:`resolve_model_path`, for code that needs one ONNX bundle: a fusion file (the default
+    model included) is refused with a message saying how to load it or which member to name."""
+    path = resolve_model_path(model)
+    if is_fusion_file(path):
+        what = "the default model" if model is None else str(path)
+        raise BundleError(
+            f"{path}: {what} is a fused pair of bundles, not a single bundle; load it with "
+            "stream_guard.backends.load_backend (as every command does), or name one member "
+            "(--model oneclass or --model supervised)"
+        )
     return path
 
 

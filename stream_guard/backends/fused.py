@@ -30,7 +30,13 @@ from typing import Any
 import numpy as np
 
 from stream_guard.backends.base import BackendError, check_outputs
-from stream_guard.bundle import FORMAT_VERSION, BundleError, BundleMetadata, Calibration
+from stream_guard.bundle import (
+    FORMAT_VERSION,
+    BundleError,
+    BundleMetadata,
+    Calibration,
+    resolve_model_path,
+)
 
 FUSION_FORMAT = "stream-guard-fusion"
 FUSION_VERSION = 1
@@ -134,7 +140,12 @@ def read_fusion(path: str | Path) -> FusionSpec:
 
 
 def is_fusion_path(model: object) -> bool:
-    """Whether a ``--model`` value names a fusion file rather than a bundle."""
+    """Whether a ``--model`` value names a fusion file rather than a bundle.
+
+    ``None`` (the default model) and the short names ``default`` / ``fused`` are the embedded fused pair.
+    """
+    if model is None or (isinstance(model, str) and model in ("default", "fused")):
+        return True
     return isinstance(model, (str, Path)) and str(model).lower().endswith(FUSION_SUFFIX)
 
 
@@ -142,11 +153,15 @@ class FusedBackend:
     """Runs the bundles of a fusion file on each batch; returns the fused logit and the explanation map."""
 
     def __init__(
-        self, path: str | Path, provider: str = "auto", threads: int | None = None, verify: bool = True
+        self,
+        path: str | Path | None = None,
+        provider: str = "auto",
+        threads: int | None = None,
+        verify: bool = True,
     ) -> None:
         from stream_guard.backends.onnxruntime import OnnxRuntimeBackend
 
-        self.path = Path(path).expanduser()
+        self.path = resolve_model_path(path)
         self.spec = read_fusion(self.path)
         self.members: list[Any] = []
         try:
@@ -206,6 +221,11 @@ class FusedBackend:
         scores = np.stack([s for s, _ in outs], axis=1)
         fused = self.spec.logit(scores).astype(np.float32)
         return check_outputs(x.shape[0], fused, outs[self._explain][1], str(self.path))
+
+    @property
+    def device(self) -> str:
+        """Where the members run (``cpu`` or ``cuda``), for logs and benchmark reports."""
+        return "+".join(sorted({getattr(b, "device", "cpu") for b in self.members})) or "cpu"
 
     def member_scores(self, audio: np.ndarray) -> np.ndarray:
         """Raw scores of every member ``[B, n_members]`` (for diagnostics and benchmarks)."""

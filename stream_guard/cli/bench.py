@@ -619,6 +619,30 @@ def default_out_dir() -> Path:
     return Path("bench-results")
 
 
+def model_report(backend: Any, choice: ModelChoice) -> dict[str, Any]:
+    """What ran: the model's path and family, and every bundle it runs (both members of a fused pair, with
+    their hashes), so a result file says which detector its numbers belong to."""
+    from stream_guard.backends.fused import sha256_file
+
+    path = getattr(backend, "path", None)
+    spec = getattr(backend, "spec", None)
+    if spec is not None:  # a fused pair: one entry per member bundle
+        bundles = [
+            {"role": m.role, "name": b.metadata.name, "file": m.file, "sha256": m.sha256}
+            for m, b in zip(spec.members, backend.members, strict=True)
+        ]
+    elif path is not None:
+        bundles = [{"name": backend.metadata.name, "file": Path(path).name, "sha256": sha256_file(path)}]
+    else:
+        bundles = [{"name": backend.metadata.name}]
+    return {
+        "model_path": str(path) if path is not None else str(choice.model),
+        "model_family": backend.metadata.family,
+        "embedded_default": choice.model is None,
+        "bundles": bundles,
+    }
+
+
 def machine_info(backend: Any) -> dict[str, Any]:
     import onnxruntime as ort
 
@@ -721,7 +745,7 @@ def run(args: argparse.Namespace) -> int:
         if sys.argv[0].endswith("stream-guard")
         else " ".join(sys.argv),
         "model": meta.name,
-        "model_path": str(choice.model or "embedded default"),
+        **model_report(backend, choice),
         "window_s": meta.window_s,
         "hop_s": args.hop or meta.hop_s,
         "p99_target_ms": args.p99_target_ms,

@@ -18,7 +18,9 @@ folder of the user's real speech, using only onnx and onnxruntime:
    is carried over by the affine change of the real-score distribution (median and spread).
 4. The result is written as a new bundle (atomically) whose metadata says what it was fitted on.
 
-A bundle without Discrepancy Scaling gets only step 3 (a new threshold).
+A bundle without Discrepancy Scaling gets only step 3 (a new threshold). A fused pair (the default model)
+is recalibrated as a whole by :func:`calibrate_fusion`: its one-class member as above, then the fusion's
+one-class weight and threshold, written as a new fusion file with its two bundles next to it.
 """
 
 from __future__ import annotations
@@ -44,9 +46,10 @@ RECOMMENDED_WINDOWS = 120
 
 EPILOG = """\
 examples:
-  stream-guard calibrate --real site-recordings/ --out site.onnx          refit the embedded default
+  stream-guard calibrate --real site-recordings/ --out site.fusion.json   refit the default (fused pair)
+  stream-guard scan call.wav --model site.fusion.json                     use the calibrated pair
+  stream-guard calibrate --model oneclass --real site/ --out site.onnx    the one-class bundle alone
   stream-guard calibrate --model my.onnx --real calls/ --out my-site.onnx --quantile 0.99
-  stream-guard scan call.wav --model site.onnx                            use the calibrated bundle
 
 Give a few minutes (or more) of real speech recorded the way the monitored audio is recorded (same
 microphones,
@@ -68,6 +71,7 @@ class CalibrationResult:
     threshold_after: float
     ds_refitted: bool
     skipped: tuple[str, ...]
+    quantile: float = 0.95
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -128,6 +132,47 @@ def batches(arrays: list[np.ndarray], batch: int) -> Iterator[np.ndarray]:
     for items in by_len.values():
         for i in range(0, len(items), batch):
             yield np.stack(items[i : i + batch])
+
+
+@dataclass(frozen=True)
+class RealWindows:
+    """The user's real speech cut into windows as the runtime cuts them."""
+
+    windows: list[np.ndarray]
+    seconds: float
+    files: int
+    skipped: tuple[str, ...]
+
+
+def collect_windows(real: str | Path, meta: Any, progress: Any = None) -> RealWindows:
+    """Every usable window of the audio under ``real`` for a model with metadata ``meta``; files that cannot
+    be read are skipped (and listed), too little audio overall is a CalibrationError naming the folder."""
+    sr = meta.sample_rate
+    windows: list[np.ndarray] = []
+    skipped: list[str] = []
+    seconds = 0.0
+    used = 0
+    for f in audio_files(Path(real).expanduser()):
+        try:
+            x = read_mono(f, sr)
+        except CalibrationError as exc:
+            skipped.append(str(exc))
+            continue
+        w = list(cut_windows(x, meta.window_samples, meta.hop_samples, meta.min_samples))
+        if not w:
+            skipped.append(f"{f}: shorter than {meta.min_audio_s} s")
+            continue
+        windows.extend(w)
+        seconds += len(x) / sr
+        used += 1
+        if progress is not None:
+            progress(f)
+    if len(windows) < MIN_WINDOWS:
+        raise CalibrationError(
+            f"{real}: only {len(windows)} usable windows ({seconds:.0f} s of audio from {used} files); "
+            f"calibration needs at least {MIN_WINDOWS} (a few minutes of speech is recommended)"
+        )
+    return RealWindows(windows, seconds, used, tuple(skipped))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -257,33 +302,10 @@ def calibrate_bundle(
     if not 0.5 <= q < 1.0:
         raise CalibrationError(f"--quantile {q} must be in [0.5, 1)")
 
-    sr = meta.sample_rate
-    windows: list[np.ndarray] = []
-    skipped: list[str] = []
-    files = audio_files(Path(real).expanduser())
-    seconds = 0.0
-    used = 0
-    for f in files:
-        try:
-            x = read_mono(f, sr)
-        except CalibrationError as exc:
-            skipped.append(str(exc))
-            continue
-        w = list(cut_windows(x, meta.window_samples, meta.hop_samples, meta.min_samples))
-        if not w:
-            skipped.append(f"{f}: shorter than {meta.min_audio_s} s")
-            continue
-        windows.extend(w)
-        seconds += len(x) / sr
-        used += 1
-        if progress is not None:
-            progress(f)
-    if len(windows) < MIN_WINDOWS:
-        raise CalibrationError(
-            f"{real}: only {len(windows)} usable windows ({seconds:.0f} s of audio from {used} files); "
-            "calibration "
-            f"needs at least {MIN_WINDOWS} (a few minutes of speech is recommended)"
-        )
+    real_windows = collect_windows(real, meta, progress)
+    windows, seconds, used, skipped = (
+        real_windows.windows, real_windows.seconds, real_windows.files, list(real_windows.skipped)
+    )  # fmt: skip
 
     model = onnx.load_model(str(src), load_external_data=False)
     refit = bool(ds.get("enabled")) and bool(ds.get("discrepancy_tensors"))
@@ -333,6 +355,188 @@ def calibrate_bundle(
         threshold_after=threshold,
         ds_refitted=refit,
         skipped=tuple(skipped),
+        quantile=q,
+    )
+
+
+@dataclass(frozen=True)
+class FusionCalibrationResult:
+    """What recalibrating a fused pair wrote: a fusion file and its members, and what changed."""
+
+    out: Path
+    members: dict[str, Path]
+    oneclass: CalibrationResult
+    windows: int
+    seconds: float
+    files: int
+    threshold_before: float
+    threshold_after: float
+    threshold_probability_after: float
+    weights_before: tuple[float, ...]
+    weights_after: tuple[float, ...]
+    skipped: tuple[str, ...]
+
+
+def _fusion_stem(out: Path) -> str:
+    name = out.name
+    for suffix in (".fusion.json", ".json"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return out.stem
+
+
+def calibrate_fusion(
+    model_path: str | Path | None,
+    real: str | Path,
+    out: str | Path,
+    quantile: float | None = None,
+    batch: int = 16,
+    progress: Any = None,
+) -> FusionCalibrationResult:
+    """Recalibrate a fused pair (the default model when ``model_path`` is None) on a site's real speech.
+
+    1. The one-class member is recalibrated exactly as a bundle alone (:func:`calibrate_bundle`: DS
+       statistics and its own threshold), written next to ``out`` as ``STEM.oneclass.onnx``.
+    2. The fusion weights were fitted on the old one-class score scale. ``calibrate`` already carries the
+       one-class probability mapping over by the affine change of the real-score distribution (median and
+       10-90 % spread); the one-class weight and the bias get the same change, so a window that was typical
+       real speech before is typical real speech after. The supervised member is unchanged (it cannot be
+       refitted without synthetic speech) and is copied next to ``out`` as ``STEM.supervised.onnx``.
+    3. The fusion threshold becomes the ``quantile`` of the fused logits of the same real windows (the
+       operating point the shipped threshold was chosen at: about 5 % of real windows above it by default).
+    4. The fusion file names the new members by hash; it is written last, atomically, and loaded back.
+    """
+    import shutil
+
+    from stream_guard.backends import BackendError, FusedBackend
+    from stream_guard.backends.fused import FusionMember, read_fusion, sha256_file
+    from stream_guard.bundle import BundleError, read_metadata, resolve_model_path
+
+    try:
+        src = resolve_model_path(model_path)
+        spec = read_fusion(src)
+        source = FusedBackend(src, provider="cpu")
+    except (BundleError, BackendError) as exc:
+        raise CalibrationError(str(exc)) from None
+    try:
+        fused_meta = source.metadata
+        old_threshold = spec.threshold
+    finally:
+        source.close()
+    out = Path(out).expanduser()
+    if not out.name.lower().endswith(".json"):
+        raise CalibrationError(
+            f"{out}: {src.name} is a fused pair (two bundles and a fusion file), so --out must name the new "
+            "fusion file, e.g. --out site.fusion.json (its bundles are written next to it); to adapt only "
+            "the one-class bundle use --model oneclass --out site.onnx"
+        )
+    if out.resolve() == src.resolve():
+        raise CalibrationError(f"{out}: --out must differ from the input fusion file (write a new file)")
+    roles = [m.role for m in spec.members]
+    if "oneclass" not in roles:
+        raise CalibrationError(
+            f"{src}: this fusion has no 'oneclass' member (roles {roles}); only a one-class member can be "
+            "recalibrated on real speech alone"
+        )
+    stem = _fusion_stem(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    oneclass_index = roles.index("oneclass")
+    oneclass_src = src.parent / spec.members[oneclass_index].file
+    old_ref = dict(read_metadata(oneclass_src).extra.get(CAL_REF_KEY) or {})
+
+    # 1. the one-class member, as `calibrate` does for a bundle alone
+    oneclass_out = out.parent / f"{stem}.oneclass.onnx"
+    oneclass = calibrate_bundle(oneclass_src, real, oneclass_out, quantile, batch, progress)
+    new_ref = dict(read_metadata(oneclass_out).extra.get(CAL_REF_KEY) or {})
+
+    # 2. the other members are copied unchanged; the one-class weight follows its score's affine change
+    paths: dict[str, Path] = {"oneclass": oneclass_out}
+    members = []
+    for m in spec.members:
+        if m.role == "oneclass":
+            members.append(FusionMember(m.role, oneclass_out.name, sha256_file(oneclass_out)))
+            continue
+        target = out.parent / f"{stem}.{m.role}.onnx"
+        if not (target.is_file() and sha256_file(target) == m.sha256):
+            tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+            shutil.copyfile(src.parent / m.file, tmp)
+            os.replace(tmp, target)
+        paths[m.role] = target
+        members.append(FusionMember(m.role, target.name, m.sha256))
+    weights = list(spec.weights)
+    bias = spec.bias
+    affine: dict[str, float] = {}
+    if all(float(r.get("spread", 0)) > 0 and "median" in r for r in (old_ref, new_ref)):
+        ratio = float(new_ref["spread"]) / float(old_ref["spread"])  # new one-class units per old unit
+        w = weights[oneclass_index]
+        bias = bias + w * (float(old_ref["median"]) - float(new_ref["median"]) / ratio)
+        weights[oneclass_index] = w / ratio
+        affine = {
+            "old_median": float(old_ref["median"]),
+            "old_spread": float(old_ref["spread"]),
+            "new_median": float(new_ref["median"]),
+            "new_spread": float(new_ref["spread"]),
+        }
+
+    # 3. the fusion threshold on the fused logits of the user's real windows
+    q = float(quantile if quantile is not None else oneclass.quantile)
+    draft = replace(spec, members=tuple(members), weights=tuple(weights), bias=bias, threshold=0.0)
+    draft_path = out.with_name(f".{out.name}.draft-{os.getpid()}")
+    try:
+        draft.write(draft_path)
+        backend = FusedBackend(draft_path, provider="cpu")
+        try:
+            real_windows = collect_windows(real, fused_meta)
+            logits = np.concatenate(
+                [backend.infer(x)[0] for x in batches(real_windows.windows, batch)]
+            ).astype(np.float64)
+        finally:
+            backend.close()
+    except (BundleError, BackendError) as exc:
+        raise CalibrationError(str(exc)) from None
+    finally:
+        draft_path.unlink(missing_ok=True)
+    threshold = float(np.quantile(logits, q))
+    stamp = time.strftime("%Y-%m-%d", time.gmtime())
+    fitted_on = (
+        f"{spec.fitted_on.rstrip('.')}. Recalibrated by stream-guard calibrate ({stamp}) on "
+        f"{len(logits)} windows ({real_windows.seconds / 60:.1f} min) of real speech from "
+        f"{real_windows.files} files under {Path(real).name}/: one-class DS statistics and threshold "
+        f"refitted, its fusion weight and the bias carried over by the affine change of its real-score "
+        f"distribution; threshold = {100 * q:g}th percentile of the fused real window logits"
+    )
+    final = replace(
+        draft,
+        name=f"{spec.name}-calibrated" if not spec.name.endswith("-calibrated") else spec.name,
+        threshold=threshold,
+        fitted_on=fitted_on,
+        extra={
+            **spec.extra,
+            "calibrated_from": {"file": src.name, "sha256": sha256_file(src), "threshold": old_threshold},
+            "quantile": q,
+            **({"oneclass_affine": affine} if affine else {}),
+        },
+    )
+    final.write(out)
+    try:
+        check = FusedBackend(out, provider="cpu")  # the result must load as a valid pair
+    except (BundleError, BackendError) as exc:
+        raise CalibrationError(f"{out}: the written fusion does not load ({exc})") from None
+    threshold_probability = check.metadata.calibration.threshold_probability
+    check.close()
+    return FusionCalibrationResult(
+        out=out,
+        members=paths,
+        oneclass=oneclass,
+        windows=len(logits),
+        seconds=real_windows.seconds,
+        files=real_windows.files,
+        threshold_before=old_threshold,
+        threshold_after=threshold,
+        threshold_probability_after=threshold_probability,
+        weights_before=tuple(spec.weights),
+        weights_after=tuple(weights),
+        skipped=real_windows.skipped,
     )
 
 
@@ -349,10 +553,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", metavar="BUNDLE", default=None, help="bundle to adapt (default: embedded)")
+    parser.add_argument(
+        "--model",
+        metavar="MODEL",
+        default=None,
+        help="model to adapt: a bundle, a fusion file, or oneclass / supervised (default: the fused pair)",
+    )
     parser.add_argument("--real", metavar="DIR", required=True, help="folder (or file) of real speech")
     parser.add_argument(
-        "--out", metavar="NEW.onnx", required=True, help="where to write the calibrated bundle"
+        "--out",
+        metavar="NEW",
+        required=True,
+        help="where to write the result: NEW.fusion.json for a fused pair (its bundles go next to it), "
+        "NEW.onnx for a bundle",
     )
     parser.add_argument(
         "--quantile",
@@ -364,7 +577,69 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def _is_fusion(model: str | None) -> bool:
+    from stream_guard.backends.fused import is_fusion_path
+    from stream_guard.bundle import BundleError, resolve_model_path
+
+    try:
+        return is_fusion_path(resolve_model_path(model))
+    except BundleError as exc:
+        raise UserError(str(exc)) from None
+
+
+def run_fusion(args: argparse.Namespace) -> int:
+    try:
+        result = calibrate_fusion(args.model, args.real, args.out, args.quantile)
+    except CalibrationError as exc:
+        raise UserError(str(exc)) from None
+    info = {
+        "out": str(result.out),
+        "members": {role: str(path) for role, path in result.members.items()},
+        "files": result.files,
+        "windows": result.windows,
+        "minutes": round(result.seconds / 60, 2),
+        "ds_refitted": result.oneclass.ds_refitted,
+        "oneclass_threshold_before": result.oneclass.threshold_before,
+        "oneclass_threshold_after": result.oneclass.threshold_after,
+        "threshold_before": result.threshold_before,
+        "threshold_after": result.threshold_after,
+        "threshold_probability_after": result.threshold_probability_after,
+        "weights_before": list(result.weights_before),
+        "weights_after": list(result.weights_after),
+        "skipped": list(result.skipped),
+    }
+    if args.json:
+        print(json.dumps(info))
+        return EXIT_OK
+    from stream_guard.cli.common import stderr_console
+
+    con = stderr_console()
+    for s in result.skipped:
+        con.print(f"[yellow]skipped[/] {s}", soft_wrap=True)
+    if result.windows < RECOMMENDED_WINDOWS:
+        con.print(
+            f"[yellow]note:[/] only {result.windows} windows; "
+            "a few minutes of speech gives steadier statistics"
+        )
+    weights = ", ".join(
+        f"{a:.4g} -> {b:.4g}" for a, b in zip(result.weights_before, result.weights_after, strict=True)
+    )
+    con.print(
+        f"calibrated the fused pair on {result.windows} windows ({result.seconds / 60:.1f} min, "
+        f"{result.files} files); one-class DS statistics "
+        f"{'refitted' if result.oneclass.ds_refitted else 'not used by this bundle'}; fusion weights "
+        f"{weights}; fusion threshold {result.threshold_before:.4g} -> {result.threshold_after:.4g} "
+        f"(P(synthetic) {result.threshold_probability_after:.3f})\nwrote {result.out} and "
+        + ", ".join(str(p) for p in result.members.values())
+        + f"\nuse it with: stream-guard scan FILE --model {result.out}",
+        soft_wrap=True,
+    )
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
+    if _is_fusion(args.model):
+        return run_fusion(args)
     try:
         result = calibrate_bundle(args.model, args.real, args.out, args.quantile)
     except CalibrationError as exc:

@@ -17,6 +17,10 @@ EXIT_USAGE = 2  # nothing useful could run: bad arguments, unusable model, missi
 EXIT_INTERRUPTED = 130
 
 PROVIDERS = ("auto", "cpu", "cuda", "tensorrt")
+MODEL_HELP = (
+    "a bundle (.onnx), a fused pair (.fusion.json) or an embedded model: 'fused' (the default: one-class "
+    "STFPM + supervised companion, fused; the map shown is the one-class model's), 'oneclass', 'supervised'"
+)
 
 
 class UserError(Exception):
@@ -74,9 +78,9 @@ def add_model_options(parser: argparse.ArgumentParser, *, hop: bool = True) -> N
     group = parser.add_argument_group("model")
     group.add_argument(
         "--model",
-        metavar="BUNDLE",
+        metavar="MODEL",
         default=None,
-        help="path of a stream-guard ONNX bundle (default: the model embedded in the package)",
+        help=MODEL_HELP,
     )
     group.add_argument(
         "--provider",
@@ -125,7 +129,8 @@ def load_backend(choice: ModelChoice) -> Any:
     except BundleError as exc:
         if choice.model is None:
             raise UserError(
-                f"{exc} (the embedded default model is missing from this installation; pass --model BUNDLE)"
+                f"{exc} (the embedded default model is missing or damaged in this installation; reinstall "
+                "stream-guard or pass --model BUNDLE)"
             ) from None
         raise UserError(str(exc)) from None
     except BackendError as exc:

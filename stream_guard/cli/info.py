@@ -1,4 +1,7 @@
-"""``stream-guard info [MODEL]``: what a bundle is, how it was calibrated and where it came from.
+"""``stream-guard info [MODEL]``: what a model is, how it was calibrated and where it came from.
+
+For a fused pair (the default model) it shows the fusion (members, weights, bias, the threshold as a logit
+and as a probability) and then each member bundle in full.
 
 It reads only the bundle's own metadata and graph signature (through onnxruntime), so it answers the questions
 a user has before trusting a score: which sample rate and window, what the threshold means and on what data it
@@ -18,7 +21,8 @@ from stream_guard.cli.common import EXIT_OK, UserError
 
 EPILOG = """\
 examples:
-  stream-guard info                         the embedded default model
+  stream-guard info                         the default model: the fused pair, its two bundles, weights
+  stream-guard info oneclass                the embedded one-class bundle alone (also: supervised)
   stream-guard info my-model.onnx --json    machine-readable description
   stream-guard info pair.fusion.json        a fused detector pair and its two bundles
 """
@@ -37,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="?",
         default=None,
         metavar="MODEL",
-        help="bundle path (default: the model embedded in the package)",
+        help="a bundle (.onnx), a fusion file (.fusion.json) or an embedded model: fused (the default), "
+        "oneclass, supervised",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.set_defaults(handler=run)
@@ -51,80 +56,17 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def describe_fusion(model: str) -> dict[str, Any]:
-    """A fusion file (two bundles and the logistic regression over their scores): its combined metadata."""
-    from stream_guard.backends import BackendError, FusedBackend
-    from stream_guard.bundle import BundleError
-
-    try:
-        backend = FusedBackend(model, provider="cpu")
-    except (BundleError, BackendError) as exc:
-        raise UserError(str(exc)) from None
-    try:
-        data = asdict(backend.metadata)
-        data["map_axes"]["freq_hz"] = list(backend.metadata.map_axes.freq_hz)
-        path = Path(model).expanduser()
-        inputs, outputs = [], []
-        for member in backend.members:
-            session = member._session
-            name = member.metadata.name
-            inputs += [
-                {"name": f"{name}: {i.name}", "type": i.type, "shape": list(i.shape)}
-                for i in session.get_inputs()
-            ]
-            outputs += [
-                {"name": f"{name}: {o.name}", "type": o.type, "shape": list(o.shape)}
-                for o in session.get_outputs()
-            ]
-        return {
-            "path": str(path),
-            "embedded_default": False,
-            "size_bytes": path.stat().st_size,
-            "sha256": _sha256(path),
-            "producer": "stream-guard fusion",
-            "graph": {"inputs": inputs, "outputs": outputs},
-            "metadata": data,
-        }
-    finally:
-        backend.close()
-
-
-def describe(model: str | None) -> dict[str, Any]:
-    """Everything ``info`` reports about a bundle, as a JSON-ready dict (raises UserError for a bad file)."""
-    import onnxruntime as ort
-
-    from stream_guard.backends.fused import is_fusion_path
-
-    if model is not None and is_fusion_path(model):
-        return describe_fusion(model)
-
-    from stream_guard.bundle import BundleError, metadata_from_session, resolve_bundle_path
-
-    try:
-        path = resolve_bundle_path(model)
-    except BundleError as exc:
-        raise UserError(str(exc)) from None
-    try:
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises several exception types for a file that is not ONNX
-        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise UserError(f"{path}: not a readable ONNX model ({first})") from None
-    try:
-        meta = metadata_from_session(session, str(path))
-    except BundleError as exc:
-        raise UserError(str(exc)) from None
-
-    model_meta = session.get_modelmeta()
+def _bundle_description(path: Path, session: Any, meta: Any, embedded: bool) -> dict[str, Any]:
+    """One ONNX bundle: file, graph signature and metadata, JSON-ready."""
     data = asdict(meta)
     data["map_axes"]["freq_hz"] = list(meta.map_axes.freq_hz)
+    data["calibration"]["threshold_probability"] = meta.calibration.threshold_probability
     return {
         "path": str(path),
-        "embedded_default": model is None,
+        "embedded": embedded,
         "size_bytes": Path(path).stat().st_size,
-        "sha256": _sha256(path),
-        "producer": model_meta.producer_name,
+        "sha256": _sha256(Path(path)),
+        "producer": session.get_modelmeta().producer_name,
         "graph": {
             "inputs": [
                 {"name": i.name, "type": i.type, "shape": list(i.shape)} for i in session.get_inputs()
@@ -137,27 +79,110 @@ def describe(model: str | None) -> dict[str, Any]:
     }
 
 
+def _is_embedded(path: Path) -> bool:
+    from stream_guard.bundle import default_model_path
+
+    return path.resolve().parent == default_model_path().resolve().parent
+
+
+def describe_fusion(model: str | None) -> dict[str, Any]:
+    """A fused pair (two bundles and the logistic regression over their scores): the pair's combined
+    metadata, the fusion itself (weights, bias, threshold) and a full description of each member bundle."""
+    from stream_guard.backends import BackendError, FusedBackend
+    from stream_guard.bundle import BundleError
+
+    try:
+        backend = FusedBackend(model, provider="cpu")
+    except (BundleError, BackendError) as exc:
+        raise UserError(str(exc)) from None
+    try:
+        data = asdict(backend.metadata)
+        data["map_axes"]["freq_hz"] = list(backend.metadata.map_axes.freq_hz)
+        data["calibration"]["threshold_probability"] = backend.metadata.calibration.threshold_probability
+        path = backend.path
+        embedded = _is_embedded(path)
+        members = []
+        for m, member in zip(backend.spec.members, backend.members, strict=True):
+            entry = _bundle_description(member.path, member._session, member.metadata, embedded)
+            members.append({"role": m.role, "file": m.file, **entry})
+        spec = backend.spec
+        fusion = {
+            "roles": [m.role for m in spec.members],
+            "weights": list(spec.weights),
+            "bias": spec.bias,
+            "threshold": spec.threshold,
+            "threshold_probability": backend.metadata.calibration.threshold_probability,
+            "explanation": spec.explanation,
+            "fitted_on": spec.fitted_on,
+        }
+        return {
+            "path": str(path),
+            "kind": "fused",
+            "embedded_default": model is None or (embedded and path.name == "default.fusion.json"),
+            "size_bytes": path.stat().st_size,
+            "sha256": _sha256(path),
+            "producer": "stream-guard fusion",
+            "graph": {
+                "inputs": [
+                    {**i, "name": f"{mb['metadata']['name']}: {i['name']}"}
+                    for mb in members
+                    for i in mb["graph"]["inputs"]
+                ],
+                "outputs": [
+                    {**o, "name": f"{mb['metadata']['name']}: {o['name']}"}
+                    for mb in members
+                    for o in mb["graph"]["outputs"]
+                ],
+            },
+            "fusion": fusion,
+            "members": members,
+            "metadata": data,
+        }
+    finally:
+        backend.close()
+
+
+def describe(model: str | None) -> dict[str, Any]:
+    """Everything ``info`` reports about a model, as a JSON-ready dict (raises UserError for a bad file).
+
+    ``None`` is the default model, the embedded fused pair; short names (``oneclass``, ``supervised``) name
+    the embedded bundles.
+    """
+    import onnxruntime as ort
+
+    from stream_guard.backends.fused import is_fusion_path
+    from stream_guard.bundle import BundleError, metadata_from_session, resolve_model_path
+
+    try:
+        path = resolve_model_path(model)
+    except BundleError as exc:
+        raise UserError(str(exc)) from None
+    if is_fusion_path(path):
+        return describe_fusion(model if model is None else str(path))
+    try:
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises several exception types for a file that is not ONNX
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise UserError(f"{path}: not a readable ONNX model ({first})") from None
+    try:
+        meta = metadata_from_session(session, str(path))
+    except BundleError as exc:
+        raise UserError(str(exc)) from None
+    info = _bundle_description(path, session, meta, _is_embedded(path))
+    return {"kind": "bundle", "embedded_default": False, **info}
+
+
 def _freq_summary(freq_hz: list[float]) -> str:
     if not freq_hz:
         return "none (time track)"
     return f"{len(freq_hz)} rows, {freq_hz[0]:.0f}-{freq_hz[-1]:.0f} Hz"
 
 
-def run(args: argparse.Namespace) -> int:
-    info = describe(args.model)
-    if args.json:
-        print(json.dumps(info, indent=2, sort_keys=True))
-        return EXIT_OK
-
-    from rich.console import Console
-    from rich.table import Table
-
-    meta = info["metadata"]
+def _bundle_rows(meta: dict[str, Any], info: dict[str, Any], member: bool = False) -> list[tuple[str, str]]:
     cal = meta["calibration"]
-    console = Console(highlight=False)
-    table = Table(title=f"{meta['name']}  ({info['path']})", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
+    when = " when this bundle runs alone" if member else ""
     rows: list[tuple[str, str]] = [
         ("family", f"{meta['family']} (score kind: {meta['score_kind']})"),
         ("description", meta["description"] or "-"),
@@ -171,18 +196,87 @@ def run(args: argparse.Namespace) -> int:
             f"{meta['map_axes']['kind']}, {_freq_summary(meta['map_axes']['freq_hz'])}, "
             f"frame step {meta['map_axes']['frame_step_s']:g} s",
         ),
-        ("threshold", f"{cal['threshold']:.4g} (raw score at or above it counts as synthetic)"),
+        (
+            "threshold",
+            f"{cal['threshold']:.4g} on the raw score = P(synthetic) {cal['threshold_probability']:.3f}; "
+            f"at or above it a recording is judged synthetic{when}",
+        ),
         ("probability", f"1 / (1 + exp(-(score - {cal['center']:.4g}) / {cal['scale']:.4g}))"),
         ("calibrated on", cal["fitted_on"] or "-"),
         ("training", json.dumps(meta["training"], sort_keys=True) if meta["training"] else "-"),
         ("licence", meta["licence"] or "-"),
-        ("extra", json.dumps(meta["extra"], sort_keys=True) if meta["extra"] else "-"),
-        ("file", f"{info['size_bytes'] / 1e6:.2f} MB, sha256 {info['sha256'][:16]}..."),
     ]
+    if "members" not in info:
+        rows.append(("extra", json.dumps(meta["extra"], sort_keys=True) if meta["extra"] else "-"))
+    rows.append(("file", f"{info['size_bytes'] / 1e6:.2f} MB, sha256 {info['sha256'][:16]}..."))
     for graph_io in ("inputs", "outputs"):
         for item in info["graph"][graph_io]:
             rows.append((graph_io[:-1], f"{item['name']}: {item['type']} {item['shape']}"))
-    for key, value in rows:
+    return rows
+
+
+def _fusion_rows(info: dict[str, Any]) -> list[tuple[str, str]]:
+    f = info["fusion"]
+    terms = " ".join(
+        f"{'+' if w >= 0 else '-'} {abs(w):.4g} * score({role})"
+        for role, w in zip(f["roles"], f["weights"], strict=True)
+    )
+    members = info["members"]
+    rows: list[tuple[str, str]] = [
+        ("family", "fused pair (score kind: logit)"),
+        ("default", "yes: the model used when none is named" if info["embedded_default"] else "no"),
+        (
+            "members",
+            "; ".join(f"{m['role']}: {m['metadata']['name']} ({m['file']})" for m in members),
+        ),
+        ("fused logit", f"z = {f['bias']:.4g} {terms}"),
+        ("probability", "P(synthetic) = 1 / (1 + exp(-z))"),
+        (
+            "threshold",
+            f"z >= {f['threshold']:.4g}, i.e. P(synthetic) >= {f['threshold_probability']:.3f}: a recording "
+            "at or above it is judged synthetic (an operating point on real speech, not 0.5)",
+        ),
+        ("anomaly map", f"the {f['explanation']} member's (shown to users whatever the fused score says)"),
+        ("fitted on", f["fitted_on"] or "-"),
+        ("file", f"{info['size_bytes']} bytes, sha256 {info['sha256'][:16]}..."),
+    ]
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    info = describe(args.model)
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+        return EXIT_OK
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    meta = info["metadata"]
+    if info["kind"] == "fused":
+        table = Table(title=f"{meta['name']}  ({info['path']})", show_header=False, title_justify="left")
+        table.add_column(style="bold")
+        table.add_column()
+        for key, value in _fusion_rows(info):
+            table.add_row(key, value)
+        console.print(table)
+        for member in info["members"]:
+            sub = Table(
+                title=f"member '{member['role']}': {member['metadata']['name']}  ({member['path']})",
+                show_header=False,
+                title_justify="left",
+            )
+            sub.add_column(style="bold")
+            sub.add_column()
+            for key, value in _bundle_rows(member["metadata"], member, member=True):
+                sub.add_row(key, value)
+            console.print(sub)
+        return EXIT_OK
+    table = Table(title=f"{meta['name']}  ({info['path']})", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in _bundle_rows(meta, info):
         table.add_row(key, value)
     console.print(table)
     return EXIT_OK

@@ -202,7 +202,16 @@ def run(args: argparse.Namespace) -> int:
     backend = load_backend(ModelChoice.from_args(args))
     console = stderr_console()
     jsonl = JsonlSink(args.jsonl) if args.jsonl is not None else None
-    view = LiveView(source=str(args.device or "default microphone"), model=backend.metadata.name)
+    from stream_guard.core import StreamConfig
+
+    defaults = StreamConfig()
+    view = LiveView(
+        source=str(args.device or "default microphone"),
+        model=backend.metadata.name,
+        threshold_probability=backend.metadata.calibration.threshold_probability,
+        alert_on=defaults.alert_on,
+        alert_off=defaults.alert_off,
+    )
     show_view = not args.no_view and args.jsonl != "-" and console.is_terminal
     interrupted = False
     try:

@@ -34,7 +34,8 @@ examples:
   stream-guard scan call.wav --map-png call.png    spectrogram + anomaly overlay + score curve
   stream-guard listen --duration 30                score the default microphone for 30 s
   stream-guard bench --streams 100                 100 simulated real-time streams
-  stream-guard info                                describe the embedded default model
+  stream-guard info                                describe the default model (the fused pair)
+  stream-guard scan call.wav --model oneclass      the one-class detector alone
 
 Run `stream-guard COMMAND --help` for the options of each command.
 """

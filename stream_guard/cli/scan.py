@@ -286,7 +286,10 @@ def _render_maps(jobs: list[_FileJob], base: str, threshold_probability: float, 
                 path = target.with_name(f"{target.stem}-ch{label}.png")
             summary = job.outcome.summary
             probability = "-" if summary.probability is None else format(summary.probability, ".2f")
-            title = f"{stream_id}   verdict: {summary.verdict}   P(synthetic): {probability}   model: {model}"
+            title = (
+                f"{stream_id}   verdict: {summary.verdict}   P(synthetic): {probability} "
+                f"(threshold {threshold_probability:.2f})   model: {model}"
+            )
             try:
                 written.append(
                     str(
@@ -364,7 +367,7 @@ def run(args: argparse.Namespace) -> int:
             print_error(outcome.error)
 
     if args.map_png is not None:
-        threshold_p = meta.calibration.probability(meta.calibration.threshold)
+        threshold_p = meta.calibration.threshold_probability
         for path in _render_maps(jobs, args.map_png, threshold_p, meta.name):
             console.print(f"anomaly map written to {path}", soft_wrap=True)
 
@@ -379,7 +382,12 @@ def run(args: argparse.Namespace) -> int:
             for part in sorted(job.channel_summaries, key=lambda s: s.stream):
                 table_console.print(
                     f"  {part.stream}: {part.verdict}"
-                    + ("" if part.probability is None else f", P(synthetic) {part.probability:.3f}"),
+                    + (
+                        ""
+                        if part.probability is None
+                        else f", P(synthetic) {part.probability:.3f} "
+                        f"(threshold {meta.calibration.threshold_probability:.3f})"
+                    ),
                     soft_wrap=True,
                 )
     failed = sum(1 for o in outcomes if o.summary is None)

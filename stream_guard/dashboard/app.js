@@ -164,6 +164,14 @@ class StreamView {
     this.node.dataset.verdict = ev.verdict;
     this.node.dataset.summaryScore = String(ev.score);
     this.q(".verdict").textContent = ev.verdict;
+    // The recording's verdict compares its probability with the model's threshold (an operating point, not
+    // 0.5): show both, so "real" next to p 0.6 reads as "below a 0.65 threshold", never as a contradiction.
+    if (ev.probability !== null && ev.probability !== undefined) this.q(".prob").textContent = fmt(ev.probability);
+    if (ev.threshold_probability !== null && ev.threshold_probability !== undefined) {
+      this.q(".threshold").textContent = fmt(ev.threshold_probability);
+      this.q(".thr").hidden = false;
+      this.node.dataset.thresholdProbability = String(ev.threshold_probability);
+    }
     const badge = this.q(".ended");
     badge.hidden = false;
     badge.textContent = `ended · ${fmt(ev.duration_s, 1)} s · ${ev.windows} windows`;
