@@ -12,6 +12,7 @@ for whole buffers.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, Union
@@ -174,9 +175,13 @@ def _codes_to_float(codes: np.ndarray, encoding: str) -> np.ndarray:
     return _float_decode_table(encoding)[codes]
 
 
+_PCM16_SCALE = np.float32(1.0 / 32768.0)  # a power of two: x * 2**-15 == x / 32768 exactly
+
+
 def _decode_bytes(buf: bytes | bytearray | memoryview, fmt: AudioFormat) -> np.ndarray:
     if fmt.encoding == "pcm16":
-        x = np.frombuffer(buf, dtype="<i2").astype(np.float32) / np.float32(32768.0)
+        x = np.frombuffer(buf, dtype="<i2").astype(np.float32)
+        x *= _PCM16_SCALE  # in place: one array per chunk, not two (20 ms frames arrive 50 times a second)
     elif fmt.encoding == "float32":
         x = np.frombuffer(buf, dtype="<f4").astype(np.float32)
     else:
@@ -188,7 +193,8 @@ def _decode_array(arr: np.ndarray, fmt: AudioFormat) -> np.ndarray:
     if arr.dtype.kind == "f":
         x = arr.astype(np.float32, copy=False)
     elif arr.dtype == np.int16:
-        x = arr.astype(np.float32) / np.float32(32768.0)
+        x = arr.astype(np.float32)
+        x *= _PCM16_SCALE
     elif arr.dtype == np.uint8 and fmt.encoding in ("mulaw", "alaw"):
         x = _codes_to_float(arr, fmt.encoding)
     else:
@@ -207,7 +213,9 @@ def _decode_array(arr: np.ndarray, fmt: AudioFormat) -> np.ndarray:
 
 def check_finite(x: np.ndarray) -> None:
     """Reject NaN or infinite samples: they would poison the resampler state and every later window."""
-    if x.size and not np.isfinite(x).all():
+    # min and max propagate NaN and infinities: two reductions instead of a boolean temporary per chunk
+    # (float32 samples summed as Python floats cannot overflow)
+    if x.size and not math.isfinite(float(x.min()) + float(x.max())):
         bad = int(np.count_nonzero(~np.isfinite(x)))
         raise AudioFormatError(f"chunk rejected: {bad} of {x.size} samples are NaN or infinite")
 
@@ -217,17 +225,20 @@ def decode(data: AudioData, fmt: AudioFormat) -> np.ndarray:
     error."""
     if isinstance(data, np.ndarray):
         x = _decode_array(data, fmt)
-    elif isinstance(data, (bytes, bytearray, memoryview)):
+        if x.dtype.kind == "f" and data.dtype.kind == "f":
+            check_finite(x)  # integer PCM and G.711 codes decode to finite values by construction
+        return x
+    if isinstance(data, (bytes, bytearray, memoryview)):
         n = len(data) if not isinstance(data, memoryview) else data.nbytes
         if n % fmt.bytes_per_frame:
             raise AudioFormatError(
                 f"{n} bytes is not a whole number of {fmt.encoding} frames ({fmt.bytes_per_frame} bytes each)"
             )
         x = _decode_bytes(data, fmt)
-    else:
-        raise AudioFormatError(f"audio must be bytes or a numpy array, got {type(data).__name__}")
-    check_finite(x)
-    return x
+        if fmt.encoding == "float32":
+            check_finite(x)
+        return x
+    raise AudioFormatError(f"audio must be bytes or a numpy array, got {type(data).__name__}")
 
 
 class Decoder:
@@ -252,9 +263,17 @@ class Decoder:
             return decode(data, self.fmt)
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise AudioFormatError(f"audio must be bytes or a numpy array, got {type(data).__name__}")
+        fmt = self.fmt
+        if not self._carry and len(data) % fmt.bytes_per_frame == 0 and not isinstance(data, memoryview):
+            # the common case (whole frames, nothing carried): decode in place, no concatenation or slicing
+            x = _decode_bytes(data, fmt)
+            if fmt.encoding == "float32":
+                check_finite(x)
+            return x
         buf = self._carry + bytes(data) if self._carry else bytes(data)
-        whole = len(buf) - len(buf) % self.fmt.bytes_per_frame
-        x = _decode_bytes(buf[:whole], self.fmt)
-        check_finite(x)
+        whole = len(buf) - len(buf) % fmt.bytes_per_frame
+        x = _decode_bytes(buf[:whole], fmt)
+        if fmt.encoding == "float32":
+            check_finite(x)
         self._carry = buf[whole:]
         return x

@@ -88,5 +88,9 @@ class MapStitcher:
         return self._emit(math.floor(self._frames(next_start_sample)))
 
     def flush(self, total_samples: int) -> tuple[int, np.ndarray] | None:
-        """Emit everything left, trimmed to columns that start before the end of the audio."""
-        return self._emit(math.ceil(self._frames(total_samples)))
+        """Emit everything left: every column that starts before the end of the audio, NaN where no window
+        covered it (e.g. trailing windows that were dropped or skipped), so the map spans the whole stream."""
+        end_col = math.ceil(self._frames(total_samples))
+        if self.rows is not None:
+            self._ensure(end_col)
+        return self._emit(end_col)

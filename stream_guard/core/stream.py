@@ -12,6 +12,7 @@ on its own.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ from stream_guard.core.quality import QualityConfig, check_window
 from stream_guard.core.resample import StreamResampler
 from stream_guard.core.ringbuffer import RingBuffer
 from stream_guard.core.stitching import MapStitcher
-from stream_guard.core.verdict import VerdictMachine
+from stream_guard.core.verdict import VerdictMachine, VerdictStep
 from stream_guard.core.windowing import WindowPlanner, WindowSpan
 from stream_guard.events import AlertEvent, ErrorEvent, Event, MapEvent, ScoreEvent, SummaryEvent
 
@@ -43,7 +44,11 @@ class StreamConfig:
     ``alert_windows`` judged windows with smoothed probability >= ``alert_on`` and cleared below
     ``alert_off``.
     ``warmup`` scores growing low-confidence windows from ``min_audio_s`` on, before the first full window.
-    ``abstain_on`` lists quality reasons that make a window abstain. ``split_channels`` judges every channel
+    ``abstain_on`` lists quality reasons that make a window abstain. ``skip_abstaining`` (default on) keeps
+    such windows from the model: their score could never count towards a verdict, so inference on silence or
+    clipping is wasted work; they are still reported (a score event with no score and their reasons) and
+    counted (``SummaryEvent.windows_skipped``), and their map columns stay empty as for dropped windows. Turn
+    it off to see the model's raw score on abstaining windows. ``split_channels`` judges every channel
     of a multi-channel stream as its own stream, named by ``channel_labels`` (default ``0, 1, ...``).
     ``close_on_error`` closes the stream after a rejected chunk instead of carrying on.
     ``realtime`` (engine): under overload drop the stalest windows (live audio) instead of making ``feed``
@@ -58,6 +63,7 @@ class StreamConfig:
     alert_windows: int = 2
     warmup: bool = True
     abstain_on: tuple[str, ...] = ("no_speech", "clipped")
+    skip_abstaining: bool = True
     quality: QualityConfig = field(default_factory=QualityConfig)
     split_channels: bool = False
     channel_labels: tuple[str, ...] | None = None
@@ -84,6 +90,8 @@ class Window:
 
     ``ready_at`` is the clock time its last sample was accepted (latency is measured from there);
     ``reasons`` are the quality checks' abstain reasons; ``start_sample`` is its start at the model rate.
+    ``skip`` marks a window that abstains and need not be scored: a driver resolves it with
+    :meth:`StreamState.on_skipped` instead of running the model (scoring it anyway stays allowed).
     """
 
     stream_id: str
@@ -95,6 +103,7 @@ class Window:
     reasons: list[str]
     ready_at: float
     start_sample: int = 0
+    skip: bool = False
 
     @property
     def length(self) -> int:
@@ -107,6 +116,7 @@ class _Resolved:
     score: float | None  # None = dropped or failed
     amap: np.ndarray | None
     latency_ms: float
+    skipped: bool = False  # abstained and was not scored (score is None)
 
 
 class StreamState:
@@ -162,6 +172,7 @@ class StreamState:
         self.scored = 0
         self.dropped = 0
         self.failed = 0
+        self.skipped = 0
         self.rejected_chunks = 0
         # running totals for the summary (constant memory however long the stream): judged full-length and
         # judged low-confidence windows, as [count, sum of scores]; judged windows at or above the threshold
@@ -243,6 +254,7 @@ class StreamState:
     def _cut(self, span: WindowSpan) -> Window:
         samples = self._ring.read(span.start, span.end)
         reasons = check_window(samples, self.rate, self.config.quality)
+        skip = self.config.skip_abstaining and any(r in self.config.abstain_on for r in reasons)
         w = Window(
             self.stream_id,
             self._next_index,
@@ -253,6 +265,7 @@ class StreamState:
             reasons,
             self._clock(),
             span.start,
+            skip,
         )
         self._issued[w.index] = w
         self._next_index += 1
@@ -282,6 +295,21 @@ class StreamState:
             )
         return self._resolve(_Resolved(window, float(score), amap, latency_ms))
 
+    def on_skipped(self, window: Window) -> list[Event]:
+        """Resolve an abstaining window without scoring it (``window.skip``); returns the events it produced.
+
+        The window gets its score event (no score, probability NaN, verdict ``uncertain``, its abstain
+        reasons) in its place in the window order; the smoother, the alert and the summary score are untouched
+        and its map columns stay empty unless another, scored window covers them.
+        """
+        if not window.skip:
+            raise ValueError(
+                f"{self.stream_id}: window {window.index} has no abstain reason to skip it; score it"
+            )
+        self.skipped += 1
+        latency = (self._clock() - window.ready_at) * 1000.0
+        return self._resolve(_Resolved(window, None, None, latency, skipped=True))
+
     def on_dropped(self, window: Window) -> list[Event]:
         """The engine dropped this window under overload; it is counted and its map columns stay empty."""
         self.dropped += 1
@@ -307,6 +335,8 @@ class StreamState:
             self._next_resolve += 1
             if r.score is not None:
                 events.extend(self._apply(r))
+            elif r.skipped:
+                events.append(self._apply_skipped(r))
         if self.config.emit_map:
             bound = (
                 min(self._issued.values(), key=lambda w: w.index).start_sample
@@ -331,22 +361,7 @@ class StreamState:
             self._judged_synthetic += int(score >= self.meta.calibration.threshold)
         self._abstain_reasons.update(abstain)
         self._max_score = score if self._max_score is None else max(self._max_score, score)
-        events: list[Event] = [
-            ScoreEvent(
-                self.stream_id,
-                window_index=w.index,
-                start_s=w.start_s,
-                end_s=w.end_s,
-                score=score,
-                probability=step.probability,
-                smoothed=step.smoothed,
-                verdict=step.verdict,
-                reasons=list(w.reasons),
-                low_confidence=w.low_confidence,
-                latency_ms=r.latency_ms,
-                model=self.meta.name,
-            )
-        ]
+        events: list[Event] = [self._score_event(r, score, step)]
         if step.alert == "raised":
             events.append(
                 AlertEvent(
@@ -375,6 +390,28 @@ class StreamState:
             except ValueError as exc:
                 events.append(ErrorEvent(self.stream_id, code="bad_map", message=str(exc), fatal=False))
         return events
+
+    def _apply_skipped(self, r: _Resolved) -> ScoreEvent:
+        abstain_on = self.config.abstain_on
+        self._abstain_reasons.update(reason for reason in r.window.reasons if reason in abstain_on)
+        return self._score_event(r, math.nan, self._verdict.hold())
+
+    def _score_event(self, r: _Resolved, score: float, step: VerdictStep) -> ScoreEvent:
+        w = r.window
+        return ScoreEvent(
+            self.stream_id,
+            window_index=w.index,
+            start_s=w.start_s,
+            end_s=w.end_s,
+            score=score,
+            probability=step.probability,
+            smoothed=step.smoothed,
+            verdict=step.verdict,
+            reasons=list(w.reasons),
+            low_confidence=w.low_confidence,
+            latency_ms=r.latency_ms,
+            model=self.meta.name,
+        )
 
     def _map_event(self, emitted: tuple[int, np.ndarray] | None) -> list[Event]:
         if emitted is None:
@@ -445,15 +482,15 @@ class StreamState:
             score=score,
             probability=probability,
             duration_s=self.duration_s,
-            windows=self.scored,
+            windows=self.scored + self.skipped,
             windows_dropped=self.dropped + self.failed,
+            windows_skipped=self.skipped,
             synthetic_fraction=synthetic_fraction,
             alerts=self._verdict.alerts,
             reasons=reasons,
             max_score=self._max_score,
             model=self.meta.name,
             threshold=cal.threshold,
-            threshold_probability=cal.threshold_probability,
         )
 
 
@@ -501,11 +538,11 @@ def combine_summaries(stream_id: str, parts: list[SummaryEvent]) -> SummaryEvent
         duration_s=max((p.duration_s for p in parts), default=0.0),
         windows=sum(p.windows for p in parts),
         windows_dropped=sum(p.windows_dropped for p in parts),
+        windows_skipped=sum(p.windows_skipped for p in parts),
         synthetic_fraction=max((p.synthetic_fraction for p in parts), default=0.0),
         alerts=sum(p.alerts for p in parts),
         reasons=reasons,
         max_score=max(maxes) if maxes else None,
         model=parts[0].model if parts else "",
         threshold=parts[0].threshold if parts else None,
-        threshold_probability=parts[0].threshold_probability if parts else None,
     )

@@ -6,7 +6,8 @@
 - The alert is raised when the smoothed probability stays at or above ``alert_on`` for ``alert_windows``
   consecutive judged windows and cleared when it falls below ``alert_off`` (``alert_off < alert_on``), so a
   score hovering around one threshold does not make the alert flap.
-- Windows that abstain (no speech, clipped) are reported but neither feed the smoother nor move the alert.
+- Windows that abstain (no speech, clipped) are reported but neither feed the smoother nor move the alert;
+  by default the model does not even see them (:meth:`VerdictMachine.hold` reports such a window unscored).
 
 Per-window verdict: ``synthetic`` while the alert is raised, ``real`` when the smoothed probability is below
 ``alert_off``, otherwise ``uncertain`` (including every abstaining window).
@@ -14,6 +15,7 @@ Per-window verdict: ``synthetic`` while the alert is raised, ``real`` when the s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -56,6 +58,15 @@ class VerdictMachine:
         self.alert_raised = False
         self.alerts = 0
         self._above = 0
+
+    def hold(self) -> VerdictStep:
+        """An abstaining window that was not scored: ``uncertain``, no probability (NaN), state unchanged.
+
+        The smoothed value is the stream's current one (NaN before the first judged window), so a consumer
+        plotting it sees the verdict state carried through the silence rather than a made-up number.
+        """
+        smoothed = self.smoothed if self.smoothed is not None else math.nan
+        return VerdictStep(math.nan, smoothed, "uncertain", None)
 
     def step(self, score: float, abstain: bool = False) -> VerdictStep:
         p = self.calibration.probability(score)

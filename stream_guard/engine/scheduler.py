@@ -92,6 +92,7 @@ class SchedulerStats:
     windows_scored: int = 0
     windows_dropped: int = 0
     windows_failed: int = 0
+    windows_skipped: int = 0  # abstaining windows resolved without inference (never queued here)
     batches: int = 0
     batch_sizes: Counter[int] = field(default_factory=Counter)
     inference_ms_total: float = 0.0
@@ -164,6 +165,10 @@ class Scheduler:
         """Backpressure for offline streams: return once ``owner`` may queue another window."""
         async with self._space:
             await self._space.wait_for(lambda: self._closed or self.has_room(owner))
+
+    def count_skipped(self) -> None:
+        """A stream resolved an abstaining window itself, without inference: counted with the others."""
+        self.stats.windows_skipped += 1
 
     def submit(self, window: Window, owner: WindowOwner) -> None:
         """Queue a window; for a real-time owner this may drop stale windows (reported via their owners)."""
@@ -367,6 +372,7 @@ class Scheduler:
             "windows_scored": self.stats.windows_scored,
             "windows_dropped": self.stats.windows_dropped,
             "windows_failed": self.stats.windows_failed,
+            "windows_skipped": self.stats.windows_skipped,
             "windows_queued": self._queued,
             "batches": self.stats.batches,
             "batch_size_mean": (sum(k * v for k, v in sizes.items()) / n) if n else None,

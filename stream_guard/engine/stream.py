@@ -44,6 +44,9 @@ class _Channel:
     def deliver_dropped(self, window: Window) -> None:
         self.stream._emit_from(self, lambda: self.state.on_dropped(window))
 
+    def deliver_skipped(self, window: Window) -> None:
+        self.stream._emit_from(self, lambda: self.state.on_skipped(window))
+
     def deliver_failed(self, window: Window, message: str) -> None:
         self.stream._emit_from(self, lambda: self.state.on_failed(window, message))
 
@@ -138,11 +141,19 @@ class Stream:
         try:
             for ch, w in windows:
                 if not self.config.realtime:
-                    await self._scheduler.wait_for_room(ch)
+                    if not w.skip:
+                        await self._scheduler.wait_for_room(ch)
                     if self._consumer_attached:
                         outstanding = sum(c.state.outstanding for c in self._channels)
                         room = self._queue.limit - _EVENTS_PER_WINDOW * (outstanding + 1)
                         await self._queue.wait_below(max(1, room))
+                if w.skip:
+                    # abstaining (silence, clipping): its score could never count, so no inference; its
+                    # event still comes in window order, after any earlier window still being scored
+                    self._scheduler.count_skipped()
+                    done += 1
+                    ch.deliver_skipped(w)
+                    continue
                 self._idle.clear()
                 self._scheduler.submit(w, ch)
                 done += 1

@@ -13,7 +13,11 @@ from stream_guard.events import Event
 def run_state(
     state: StreamState, chunks: Iterable[bytes | np.ndarray], backend, shuffle_seed: int | None = None
 ) -> tuple[list[Event], list[Window]]:
-    """Feed every chunk, score each window with ``backend`` (optionally out of order), finish."""
+    """Feed every chunk, score each window with ``backend`` (optionally out of order), finish.
+
+    Windows marked ``skip`` (abstaining) are resolved with ``on_skipped`` instead of the model, as the engine
+    does; ``backend`` may count its calls to show which windows reached it.
+    """
     events: list[Event] = []
     windows: list[Window] = []
     pending: list[Window] = []
@@ -25,6 +29,9 @@ def run_state(
             rng.shuffle(order)
         for i in order:
             w = ws[i]
+            if w.skip:
+                events.extend(state.on_skipped(w))
+                continue
             score, amap = backend.infer(w.samples[None, :])
             events.extend(state.on_result(w, float(score[0]), amap[0], 1.0))
 

@@ -47,7 +47,7 @@ def test_default_bundle_scores_digital_silence_with_finite_numbers() -> None:
 
     async def main():
         async with Engine.from_bundle(None, provider="cpu", threads=1) as engine:
-            return await engine.scan(audio, fmt, "muted", StreamConfig())
+            return await engine.scan(audio, fmt, "muted", StreamConfig(skip_abstaining=False))
 
     events = asyncio.run(main())
     scores = [e for e in events if isinstance(e, ScoreEvent)]
