@@ -47,7 +47,9 @@ class ScoreEvent(Event):
     """One scored window.
 
     ``score`` is the model's raw score, ``probability`` its calibrated probability of being synthetic,
-    ``smoothed`` the stream's smoothed probability that drives the verdict. ``low_confidence`` marks windows
+    ``smoothed`` the stream's smoothed probability that drives the live verdict: ``real`` below the stream's
+    ``alert_off`` (0.5 by default), ``synthetic`` while an alert is raised (smoothed >= ``alert_on``, 0.8 by
+    default, for ``alert_windows`` windows), ``uncertain`` in between. ``low_confidence`` marks windows
     shorter than the bundle's window (the first scores of a stream). ``latency_ms`` runs from the moment the
     window's last sample was accepted to the moment its score was ready.
     """
@@ -110,7 +112,13 @@ class AlertEvent(Event):
 
 @dataclass
 class SummaryEvent(Event):
-    """The last event of every stream: what stream-guard concluded about all of it."""
+    """The last event of every stream: what stream-guard concluded about all of it.
+
+    ``verdict`` is ``synthetic`` when ``score`` (the mean raw score of the judged windows) is at or above the
+    model's ``threshold``, i.e. when ``probability`` is at or above ``threshold_probability``: the threshold
+    is an operating point (a false-alarm quantile of real speech), not the probability 0.5, so both numbers
+    are sent and every view shows them together.
+    """
 
     verdict: Verdict = "uncertain"
     score: float | None = None
@@ -125,12 +133,13 @@ class SummaryEvent(Event):
     max_score: float | None = None
     model: str = ""
     threshold: float | None = None
+    threshold_probability: float | None = None
 
     type: str = field(init=False, default="summary")
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()
-        for key in ("score", "probability", "max_score", "threshold"):
+        for key in ("score", "probability", "max_score", "threshold", "threshold_probability"):
             data[key] = _finite(data[key])
         return data
 

@@ -491,6 +491,7 @@ class StreamState:
             max_score=self._max_score,
             model=self.meta.name,
             threshold=cal.threshold,
+            threshold_probability=cal.threshold_probability,
         )
 
 
@@ -545,4 +546,5 @@ def combine_summaries(stream_id: str, parts: list[SummaryEvent]) -> SummaryEvent
         max_score=max(maxes) if maxes else None,
         model=parts[0].model if parts else "",
         threshold=parts[0].threshold if parts else None,
+        threshold_probability=parts[0].threshold_probability if parts else None,
     )

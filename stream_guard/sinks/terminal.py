@@ -47,9 +47,27 @@ def scan_summary_table(
     """The table `scan` (and `listen`) prints at the end: one row per stream, failures with their reason.
 
     ``compact`` (for terminals narrower than about 110 columns) leaves out the raw score columns, so that the
-    verdict and probability never wrap; the file and notes columns fold instead.
+    verdict and probability never wrap; the file and notes columns fold instead. The caption states the
+    threshold the probabilities are compared with, so a real verdict next to P(synth) 0.6 reads as what it
+    is (below a 0.65 threshold) rather than as a contradiction.
     """
-    table = Table(title=f"stream-guard {command}  (model: {model})", title_justify="left", expand=False)
+    threshold_p = next(
+        (o.summary.threshold_probability for o in outcomes if o.summary and o.summary.threshold_probability),
+        None,
+    )
+    caption = (
+        None
+        if threshold_p is None
+        else f"verdict: synthetic when P(synth) >= {threshold_p:.2f}, the model's threshold "
+        "(an operating point on real speech, not 0.5); real below it"
+    )
+    table = Table(
+        title=f"stream-guard {command}  (model: {model})",
+        title_justify="left",
+        caption=caption,
+        caption_justify="left",
+        expand=False,
+    )
     table.add_column("file" if command == "scan" else "stream", overflow="fold", ratio=3, min_width=12)
     table.add_column("verdict", no_wrap=True)
     table.add_column("P(synth)", justify="right", no_wrap=True)
@@ -108,6 +126,8 @@ class LiveView:
     source: str
     model: str
     threshold_probability: float = 0.5
+    alert_on: float = 0.8
+    alert_off: float = 0.5
     history: int = 60
     strip_rows: int = 6
     strip_width: int = 60
@@ -118,6 +138,7 @@ class LiveView:
     alert_raised: bool = False
     alerts: int = 0
     last_probability: float | None = None
+    last_smoothed: float | None = None
     last_latency_ms: float | None = None
     stream_time_s: float = 0.0
     windows: int = 0
@@ -131,6 +152,7 @@ class LiveView:
             self.windows += 1
             self.probabilities.append(event.smoothed)
             self.last_probability = event.probability
+            self.last_smoothed = event.smoothed
             self.last_latency_ms = event.latency_ms
             self.verdict = event.verdict
             self.reasons = list(event.reasons)
@@ -178,7 +200,10 @@ class LiveView:
         head = Table.grid(padding=(0, 2))
         head.add_row(
             Text("verdict ", style="bold") + verdict_text(self.verdict),
-            Text("P(synthetic) ", style="bold") + Text(_fmt(self.last_probability, ".2f")),
+            # the live verdict follows the smoothed probability, so that is the number shown beside it
+            Text("smoothed P(synthetic) ", style="bold")
+            + Text(_fmt(self.last_smoothed, ".2f"))
+            + Text(f"  (window {_fmt(self.last_probability, '.2f')})", style="dim"),
             Text("alert ", style="bold")
             + (
                 Text("RAISED", style="bold white on red")
@@ -192,8 +217,13 @@ class LiveView:
             ),
         )
         spark = Text(sparkline(self.probabilities, self.history), style="red")
+        rule = (
+            f"real below {self.alert_off:.2f}, alert at {self.alert_on:.2f} or above, uncertain between; "
+            f"the model's threshold for a whole recording is {self.threshold_probability:.2f}"
+        )
         parts: list[RenderableType] = [
             head,
+            Text(rule, style="dim"),
             Text("smoothed P(synthetic), newest right:", style="dim"),
             spark,
             Text("anomaly strip (high frequencies on top):", style="dim"),
