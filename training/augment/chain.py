@@ -6,15 +6,17 @@ Each augmentation here widens one of those axes; the :class:`Chain` applies each
 from a plain dict config (YAML-able), with a seed, so a training run is reproducible.
 
 Every augmentation maps float32 mono ``[n]`` at ``sample_rate`` to float32 ``[n]`` (same length), drawing all
-its randomness from the ``numpy.random.Generator`` it is given. Codecs that need ffmpeg's command line (GSM)
-are slow per call: give them a ``cache_dir`` and a clip ``key`` to pre-render a few variants per clip once and
-reuse them.
+its randomness from the ``numpy.random.Generator`` it is given. The named presets (``full``, ``compact``) and
+the per-run config section live in :mod:`training.augment.presets`; which codecs this machine can run, in
+:mod:`training.augment.codecs`. A codec that runs only through the ffmpeg command is slow per call: give it a
+``cache_dir`` and a clip ``key`` to pre-render a few variants per clip once and reuse them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,15 +25,10 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import signal
 
-from training.audio_io import (
-    CodecError,
-    codec_roundtrip,
-    ffmpeg_roundtrip,
-    g711_roundtrip,
-    pyav_available,
-    resample,
-    write_audio_atomic,
-)
+from training.audio_io import CodecError, g711_roundtrip, resample, write_audio_atomic
+from training.augment.codecs import CODECS, backend_for, render
+
+log = logging.getLogger(__name__)
 
 
 class AugmentConfigError(ValueError):
@@ -89,34 +86,38 @@ class TelephoneBand(Augmentation):
 
 @dataclass
 class G711(Augmentation):
-    """G.711 at 8 kHz (exact numpy codec): ``law`` is ``mulaw``, ``alaw`` or ``random``."""
+    """Telephone channel: 8 kHz G.711 round trip (exact numpy codec, which also band-limits to ~3.4 kHz).
+
+    ``law`` is ``mulaw``, ``alaw`` or ``random``; with ``random``, mu-law is drawn with probability
+    ``mulaw_share`` (North America and Japan use mu-law, most other networks A-law)."""
 
     name: ClassVar[str] = "g711"
     law: str = "random"
+    mulaw_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.law not in ("mulaw", "alaw", "random"):
+            raise AugmentConfigError(f"g711: law must be mulaw, alaw or random, got {self.law!r}")
 
     def apply(self, x: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
-        law = self.law if self.law != "random" else ("mulaw" if rng.random() < 0.5 else "alaw")
+        law = self.law if self.law != "random" else ("mulaw" if rng.random() < self.mulaw_share else "alaw")
         return g711_roundtrip(x, sample_rate, law)
 
 
-#: codec name -> (PyAV/ffmpeg encoder, codec sample rate, default bitrates in bit/s, needs the ffmpeg command)
-CODECS: dict[str, tuple[str, int, tuple[int, ...], bool]] = {
-    "g722": ("g722", 16000, (64000,), False),
-    "opus": ("libopus", 16000, (6000, 8000, 12000, 16000), False),
-    "opus_nb": ("libopus", 8000, (6000, 8000), False),
-    "amrnb": ("libopencore_amrnb", 8000, (4750, 5900, 7950, 12200), False),
-    "gsm": ("libgsm", 8000, (13000,), True),
-}
+_FAILED_CODECS: set[str] = set()
 
 
 @dataclass
 class Codec(Augmentation):
     """A lossy speech codec round trip at a random low bitrate.
 
-    ``codecs`` lists the candidates (:data:`CODECS` keys); one is drawn per call. In-process codecs (PyAV)
-    cost tens of milliseconds per 2 s crop; GSM runs the ffmpeg command (two processes per call, ~0.5 s), so
-    with ``cache_dir`` set and a ``key`` given, ``variants`` renderings per clip and codec are stored once and
-    one of them is picked per call.
+    ``codecs`` lists the candidates (:data:`~training.augment.codecs.CODECS` keys); one is drawn per call,
+    then one of its ``bitrates`` (defaults per codec). In-process back ends (PyAV, libsndfile) cost a few to
+    tens of milliseconds per 2 s crop; a codec only the ffmpeg command can run costs two processes per call
+    (~0.2-0.5 s), so with ``cache_dir`` set and a ``key`` given, ``variants`` renderings per clip and codec
+    are stored once and one of them is picked per call. A round trip that fails in the middle of a run (a
+    back end that passed the start-up probe but refuses one clip) leaves that clip unchanged and is reported
+    once per codec, so a long training run does not stop on it.
     """
 
     name: ClassVar[str] = "codec"
@@ -131,12 +132,16 @@ class Codec(Augmentation):
             raise AugmentConfigError(f"codec: unknown codec(s) {unknown}; known: {sorted(CODECS)}")
 
     def _render(self, x: np.ndarray, sample_rate: int, codec: str, bitrate: int) -> np.ndarray:
-        encoder, rate, _, needs_cli = CODECS[codec]
-        if needs_cli or not pyav_available():
-            container = {"libgsm": "gsm", "g722": "g722", "libopus": "ogg"}.get(encoder, "wav")
-            br = None if encoder in ("libgsm", "g722") else str(bitrate)
-            return ffmpeg_roundtrip(x, sample_rate, encoder, container=container, codec_rate=rate, bitrate=br)
-        return codec_roundtrip(x, sample_rate, encoder, codec_rate=rate, bitrate=bitrate)
+        backend = backend_for(codec)
+        try:
+            if backend is None:
+                raise CodecError("no back end on this machine runs it")
+            return render(x, sample_rate, codec, bitrate, backend)
+        except CodecError as exc:
+            if codec not in _FAILED_CODECS:
+                _FAILED_CODECS.add(codec)
+                log.warning("codec %s failed (%s); clips that draw it pass unchanged", codec, exc)
+            return x
 
     def apply(self, x: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
         return self._apply(x, sample_rate, rng, None)
@@ -151,7 +156,7 @@ class Codec(Augmentation):
         self, x: np.ndarray, sample_rate: int, rng: np.random.Generator, key: str | None
     ) -> np.ndarray:
         codec = self.codecs[int(rng.integers(len(self.codecs)))]
-        rates = tuple(self.bitrates.get(codec, CODECS[codec][2]))
+        rates = tuple(self.bitrates.get(codec, CODECS[codec].bitrates))
         variant = int(rng.integers(max(1, self.variants)))
         bitrate = int(rates[variant % len(rates)])
         if self.cache_dir is None or key is None:
@@ -198,24 +203,30 @@ class MicColouring(Augmentation):
 @dataclass
 class Reverb(Augmentation):
     """Room reverberation with a synthetic impulse response: a direct path plus exponentially decaying noise
-    (RT60 drawn from ``rt60_s``) whose high frequencies decay faster, mixed at a random direct-to-reverberant
-    ratio (``drr_db``). Level is restored to the input's RMS."""
+    (RT60 drawn from ``rt60_s``, the response ``length_rt60`` RT60s long), mixed at a random
+    direct-to-reverberant ratio (``drr_db``) after a random pre-delay (``predelay_ms``). With ``damping`` the
+    high frequencies of the tail decay twice as fast (air and wall absorption); with ``keep_level`` the output
+    is scaled back to the input's RMS, otherwise the reverberant energy adds to it."""
 
     name: ClassVar[str] = "reverb"
     rt60_s: tuple[float, float] = (0.15, 0.9)
     drr_db: tuple[float, float] = (-3.0, 12.0)
     predelay_ms: tuple[float, float] = (2.0, 20.0)
+    length_rt60: float = 1.2
+    damping: bool = True
+    keep_level: bool = True
 
     def impulse_response(self, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
         rt60 = _uniform(rng, self.rt60_s)
-        n = max(16, int(rt60 * sample_rate * 1.2))
+        n = max(16, int(rt60 * sample_rate * self.length_rt60))
         t = np.arange(n) / sample_rate
         tail = rng.standard_normal(n) * np.exp(-6.9078 * t / rt60)  # -60 dB at rt60
-        # air and wall absorption: low-pass the tail progressively (two bands, the upper decaying twice as
-        # fast)
-        sos = signal.butter(2, 0.25 * sample_rate / 2, fs=sample_rate, output="sos")
-        low = signal.sosfilt(sos, tail)
-        tail = low + (tail - low) * np.exp(-6.9078 * t / (rt60 / 2.0))
+        if self.damping:
+            # air and wall absorption: low-pass the tail progressively (two bands, the upper decaying twice
+            # as fast)
+            sos = signal.butter(2, 0.25 * sample_rate / 2, fs=sample_rate, output="sos")
+            low = signal.sosfilt(sos, tail)
+            tail = low + (tail - low) * np.exp(-6.9078 * t / (rt60 / 2.0))
         pre = int(_uniform(rng, self.predelay_ms) * sample_rate / 1000.0)
         tail[: pre + 1] = 0.0
         drr = _uniform(rng, self.drr_db)
@@ -226,7 +237,9 @@ class Reverb(Augmentation):
     def apply(self, x: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
         ir = self.impulse_response(sample_rate, rng)
         y = signal.fftconvolve(x.astype(np.float64), ir)[: x.shape[0]]
-        return (y * (_rms(x) / _rms(y))).astype(np.float32)
+        if self.keep_level:
+            y = y * (_rms(x) / _rms(y))
+        return y.astype(np.float32)
 
 
 @dataclass
@@ -255,13 +268,24 @@ class Noise(Augmentation):
 
 @dataclass
 class Gain(Augmentation):
-    """Level change by a random number of dB (``gain_db``), hard-limited to [-1, 1]."""
+    """Level change by a random number of dB (``gain_db``), kept within full scale by ``limit``: ``clip``
+    hard-limits to [-1, 1] (a gain stage that overloads), ``normalise`` scales a result that would exceed
+    full scale back to a peak of 1 (a recorder that never clips)."""
 
     name: ClassVar[str] = "gain"
     gain_db: tuple[float, float] = (-20.0, 6.0)
+    limit: str = "clip"
+
+    def __post_init__(self) -> None:
+        if self.limit not in ("clip", "normalise"):
+            raise AugmentConfigError(f"gain: limit must be clip or normalise, got {self.limit!r}")
 
     def apply(self, x: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
-        return np.clip(x * np.float32(10.0 ** (_uniform(rng, self.gain_db) / 20.0)), -1.0, 1.0)
+        y = x * np.float32(10.0 ** (_uniform(rng, self.gain_db) / 20.0))
+        if self.limit == "clip":
+            return np.clip(y, -1.0, 1.0)
+        peak = float(np.max(np.abs(y)) + 1e-9) if y.size else 0.0
+        return y / peak if peak > 1.0 else y
 
 
 @dataclass
@@ -298,6 +322,17 @@ class BandLimit(Augmentation):
 
 
 @dataclass
+class Identity(Augmentation):
+    """Leaves the clip as it is: the "no change" choice of a ``one_of`` (e.g. most calls keep the original
+    channel)."""
+
+    name: ClassVar[str] = "identity"
+
+    def apply(self, x: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+        return x
+
+
+@dataclass
 class OneOf(Augmentation):
     """Exactly one of ``choices`` (weighted by their ``weight``), e.g. one channel per clip."""
 
@@ -320,7 +355,19 @@ class OneOf(Augmentation):
 
 REGISTRY: dict[str, type[Augmentation]] = {
     cls.name: cls
-    for cls in (TelephoneBand, G711, Codec, MicColouring, Reverb, Noise, Gain, Clipping, BandLimit, OneOf)
+    for cls in (
+        TelephoneBand,
+        G711,
+        Codec,
+        MicColouring,
+        Reverb,
+        Noise,
+        Gain,
+        Clipping,
+        BandLimit,
+        Identity,
+        OneOf,
+    )
 }
 
 
@@ -406,30 +453,6 @@ class Chain:
         return y
 
 
-def default_config(seed: int = 0) -> dict[str, Any]:
-    """The recommended "what real includes" chain for 16 kHz training crops."""
-    return {
-        "seed": seed,
-        "augmentations": [
-            {"name": "mic_colouring", "p": 0.5},
-            {"name": "reverb", "p": 0.3},
-            {
-                "name": "one_of",
-                "p": 0.5,
-                "choices": [
-                    {"name": "telephone_band", "weight": 1.0},
-                    {"name": "g711", "weight": 1.0},
-                    {"name": "codec", "codecs": ["g722", "opus", "amrnb"], "weight": 2.0},
-                    {"name": "band_limit", "weight": 1.0},
-                ],
-            },
-            {"name": "noise", "p": 0.4},
-            {"name": "gain", "p": 0.5},
-            {"name": "clipping", "p": 0.05},
-        ],
-    }
-
-
 __all__ = [
     "AugmentConfigError",
     "Augmentation",
@@ -441,6 +464,7 @@ __all__ = [
     "CodecError",
     "G711",
     "Gain",
+    "Identity",
     "MicColouring",
     "Noise",
     "OneOf",
@@ -448,5 +472,4 @@ __all__ = [
     "Reverb",
     "TelephoneBand",
     "build_augmentation",
-    "default_config",
 ]

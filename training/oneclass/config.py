@@ -36,7 +36,7 @@ class DataConfig:
 
 @dataclass
 class AugmentConfig:
-    """The run's augmentation (:mod:`training.augment.presets`; the supervised trainer reads the same section).
+    """The run's augmentation (:mod:`training.augment.presets`); the supervised trainer reads it too.
 
     ``preset`` names a chain (``full`` or ``compact``), ``overrides`` changes probabilities and ranges per
     augmentation, ``augmentations`` replaces the preset by an explicit chain. ``seed`` None draws the

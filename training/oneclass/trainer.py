@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from training.augment import build_augmenter
 from training.evaluation.metrics import eer
 
-from . import augment as aug
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig, save_config
 from .data import (
@@ -186,7 +186,8 @@ class Trainer:
             log(self.run_dir, f"resuming at epoch {epoch} step {step}")
         crop = int(cfg.data.crop_s * model.frontend.cfg.sample_rate)
         sampler = CropSampler(train, cache, crop, tc.seed, cfg.data.source_balance)
-        augmenter = aug.build(cfg.augment, model.frontend.cfg.sample_rate, tc.seed)
+        augmenter = build_augmenter(cfg.augment, model.frontend.cfg.sample_rate, tc.seed)
+        log(self.run_dir, augmenter.summary() if augmenter is not None else "augmentation: off")
         steps_per_epoch = max(1, tc.crops_per_epoch // tc.batch_size)
         done_steps = 0
         started = time.time()

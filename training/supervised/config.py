@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from training.oneclass.config import AugmentConfig, ConfigError, ScoringConfig
+from training.oneclass.config import AugmentConfig, ConfigError, ScoringConfig, check_augment
 
 from .model import SupervisedModelConfig
 
@@ -124,6 +124,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> SupRunCon
         raise ConfigError(f"{source}: data.spoof_dev_fraction must be in (0, 1)")
     if cfg.scoring.min_audio_s > cfg.scoring.window_s:
         raise ConfigError(f"{source}: scoring.min_audio_s exceeds scoring.window_s")
+    check_augment(cfg.augment, source)
     return cfg
 
 

@@ -2,9 +2,10 @@
 checkpoint selection on the dev split.
 
 - Every batch is half real, half synthetic (:class:`~training.supervised.data.BalancedSampler`), and the
-  *same* augmenter (:func:`training.oneclass.augment.build`, which uses :mod:`training.augment` when present)
-  is applied to both halves: telephone band, codecs, noise, level and reverberation then describe neither
-  class, so the model cannot learn "narrowband = real" or "clean = synthetic".
+  *same* augmenter (:func:`training.augment.build_augmenter`, the run's ``augment`` section: preset ``full``
+  or ``compact``, the same section as the one-class trainer's) is applied to both halves: telephone band,
+  codecs, noise, level and reverberation then describe neither class, so the model cannot learn
+  "narrowband = real" or "clean = synthetic".
 - Clips arrive trimmed and level-normalised from the corpus builder, and the front end normalises level and
   floors the log, so silence and level are no shortcut either.
 - Loss: binary cross-entropy on the window score (mean of the time track) with light label smoothing.
@@ -31,8 +32,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from training.augment import build_augmenter
 from training.evaluation.metrics import eer
-from training.oneclass import augment as aug
 from training.oneclass.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from training.oneclass.data import AudioCache, DataError
 from training.oneclass.scoring import calibration_from_windows
@@ -121,29 +122,6 @@ def evaluate_dev(
     }  # fmt: skip
 
 
-def build_augmenter(
-    cfg: SupRunConfig, sr: int
-) -> Callable[[np.ndarray, np.random.Generator], np.ndarray] | None:
-    """The augmenter applied to both classes.
-
-    ``augment.params: {chain: project}`` selects the project's augmentation chain (:mod:`training.augment`:
-    microphone colouring, reverberation, telephone band, G.711, G.722/Opus/AMR-NB codecs, band limits, noise,
-    gain, clipping) with its recommended configuration; ``augment.params: {augmentations: [...]}`` gives that
-    chain explicitly. Otherwise the one-class trainer's augmenter is used (:func:`training.oneclass.augment.
-    build`), so both detectors can be trained on the same definition of "real".
-    """
-    if not cfg.augment.enabled:
-        return None
-    params = dict(cfg.augment.params)
-    if params.get("chain") == "project" or "augmentations" in params:
-        from training.augment import Chain, default_config
-
-        params.pop("chain", None)
-        chain = Chain.from_config(params if "augmentations" in params else default_config(cfg.train.seed))
-        return lambda x, rng: chain(x, sr, rng)
-    return aug.build(cfg.augment, sr)
-
-
 class SupervisedTrainer:
     """Runs (or resumes) one supervised training run in ``run_dir``."""
 
@@ -207,7 +185,8 @@ class SupervisedTrainer:
         crop = int(cfg.data.crop_s * sr)
         real = BalancedSampler(fold.train_real, cache, crop, tc.seed, lambda c: c.source, stream=0)
         spoof = BalancedSampler(fold.train_spoof, cache, crop, tc.seed, lambda c: c.system, stream=1)
-        augmenter = build_augmenter(cfg, sr)
+        augmenter = build_augmenter(cfg.augment, sr, tc.seed)
+        self._log(augmenter.summary() if augmenter is not None else "augmentation: off")
         half = tc.batch_size // 2
         target = torch.tensor([0.0] * half + [1.0] * half)
         target = target * (1 - tc.label_smoothing) + 0.5 * tc.label_smoothing

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from training.augment import (  # noqa: E402
     default_config,
 )
 from training.augment.__main__ import speechlike  # noqa: E402
+from training.augment.codecs import backend_for  # noqa: E402
 
 SR = 16000
 
@@ -39,7 +39,7 @@ def band_energy_db(x: np.ndarray, lo: float, hi: float) -> float:
     return float(10 * np.log10(np.sum(p[sel]) + 1e-20))
 
 
-IN_PROCESS = [name for name in REGISTRY if name not in ("codec", "one_of")]
+IN_PROCESS = [name for name in REGISTRY if name not in ("codec", "one_of", "identity")]
 
 
 @pytest.mark.parametrize("name", IN_PROCESS)
@@ -50,6 +50,44 @@ def test_every_augmentation_keeps_length_is_finite_and_seeded(name: str, clip: n
     assert a.shape == clip.shape and a.dtype == np.float32 and np.all(np.isfinite(a))
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, clip)
+
+
+def test_identity_leaves_the_clip_alone(clip: np.ndarray) -> None:
+    aug, _ = build_augmentation({"name": "identity"})
+    np.testing.assert_array_equal(aug(clip, SR, np.random.default_rng(0)), clip)
+
+
+@pytest.mark.parametrize(
+    ("entry", "cut_hz"),
+    [
+        ({"name": "band_limit", "rates": [8000]}, 4000),
+        ({"name": "band_limit", "rates": [11025]}, 5512),
+        ({"name": "band_limit", "rates": [12000]}, 6000),
+        ({"name": "g711", "law": "mulaw"}, 4000),
+        ({"name": "g711", "law": "alaw"}, 4000),
+        ({"name": "telephone_band", "low_hz": [300, 300], "high_hz": [3400, 3400]}, 4000),
+    ],
+)
+def test_band_limits_remove_the_energy_above_the_cut(entry: dict, cut_hz: float) -> None:
+    white = np.random.default_rng(1).standard_normal(2 * SR).astype(np.float32) * 0.1
+    aug, _ = build_augmentation(entry)
+    y = aug(white, SR, np.random.default_rng(0))
+    above = band_energy_db(y, cut_hz + 300, 8000) - band_energy_db(white, cut_hz + 300, 8000)
+    below = band_energy_db(y, 500, cut_hz - 600) - band_energy_db(white, 500, cut_hz - 600)
+    assert above < -40  # G.711 quantisation noise is itself band-limited by the 8 kHz resampling
+    assert below > -3
+
+
+def test_g711_mulaw_share_picks_the_law(clip: np.ndarray) -> None:
+    mulaw, _ = build_augmentation({"name": "g711", "law": "mulaw"})
+    alaw, _ = build_augmentation({"name": "g711", "law": "alaw"})
+    always_mu, _ = build_augmentation({"name": "g711", "law": "random", "mulaw_share": 1.0})
+    never_mu, _ = build_augmentation({"name": "g711", "law": "random", "mulaw_share": 0.0})
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(always_mu(clip, SR, rng), mulaw(clip, SR, rng))
+    np.testing.assert_array_equal(never_mu(clip, SR, rng), alaw(clip, SR, rng))
+    with pytest.raises(AugmentConfigError, match="law must be"):
+        build_augmentation({"name": "g711", "law": "ulaw"})
 
 
 def test_telephone_band_passes_speech_band_and_cuts_the_rest(clip: np.ndarray) -> None:
@@ -88,6 +126,33 @@ def test_gain_and_clipping(clip: np.ndarray) -> None:
     assert flat.sum() > 10  # the loudest samples were flattened
 
 
+def test_gain_normalise_never_clips(clip: np.ndarray) -> None:
+    loud, _ = build_augmentation({"name": "gain", "gain_db": [20, 20], "limit": "normalise"})
+    y = loud(clip, SR, np.random.default_rng(0))
+    assert np.max(np.abs(y)) == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(y, clip / np.max(np.abs(clip)), rtol=1e-5, atol=1e-6)  # not clipped
+    quiet, _ = build_augmentation({"name": "gain", "gain_db": [-6, -6], "limit": "normalise"})
+    np.testing.assert_allclose(quiet(clip, SR, np.random.default_rng(0)), clip * 10 ** (-6 / 20), rtol=1e-5)
+    with pytest.raises(AugmentConfigError, match="limit must be"):
+        build_augmentation({"name": "gain", "limit": "soft"})
+
+
+def test_compact_reverb_adds_a_quarter_of_the_energy_without_damping() -> None:
+    aug, _ = build_augmentation(
+        {
+            "name": "reverb", "rt60_s": [0.4, 0.4], "drr_db": [20 * np.log10(2), 20 * np.log10(2)],
+            "predelay_ms": [0, 0], "length_rt60": 1.0, "damping": False, "keep_level": False,
+        }
+    )  # fmt: skip
+    ir = aug.impulse_response(SR, np.random.default_rng(0))
+    assert ir.shape == (int(0.4 * SR),) and ir[0] == 1.0
+    assert np.sum(ir[1:] ** 2) == pytest.approx(0.25, rel=1e-6)
+    impulse = np.zeros(SR, np.float32)
+    impulse[0] = 0.5
+    y = aug(impulse, SR, np.random.default_rng(0))
+    np.testing.assert_allclose(y[: ir.shape[0]], 0.5 * ir, atol=1e-6)  # plain convolution, level not restored
+
+
 def test_reverb_adds_a_decaying_tail() -> None:
     aug, _ = build_augmentation({"name": "reverb", "rt60_s": [0.5, 0.5], "drr_db": [0, 0]})
     burst = np.zeros(SR, np.float32)
@@ -122,7 +187,7 @@ def test_in_process_codecs(codec: str, clip: np.ndarray) -> None:
         assert band_energy_db(y, 4500, 8000) < band_energy_db(clip, 4500, 8000) - 20
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.skipif(backend_for("gsm") is None, reason="no GSM 06.10 back end")
 def test_gsm_prerendered_variants_are_cached(tmp_path: Path, clip: np.ndarray) -> None:
     aug = Codec(codecs=("gsm",), cache_dir=str(tmp_path), variants=2)
     y1 = aug(clip, SR, np.random.default_rng(0), key="clip-1")
@@ -174,9 +239,12 @@ def test_bad_config_is_named(cfg: object, message: str) -> None:
         Chain.from_config(cfg)  # type: ignore[arg-type]
 
 
-def test_demo_writes_a_picture(tmp_path: Path) -> None:
-    from training.augment.__main__ import main
+def test_demo_writes_a_picture_per_augmentation_and_preset(tmp_path: Path) -> None:
+    from training.augment.__main__ import PANELS, main
 
     assert main(["demo", "--out", str(tmp_path)]) == 0
-    png = tmp_path / "augmentations.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    stems = [stem for stem, _, entry in PANELS if all(backend_for(c) for c in entry.get("codecs", []))]
+    for name in ["augmentations", "preset_full", "preset_compact", *stems]:
+        assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    covered = {entry["name"] for _, _, entry in PANELS}
+    assert covered == set(REGISTRY) - {"one_of", "identity"}  # every transform has its picture

@@ -169,17 +169,44 @@ def test_resumed_run_matches_uninterrupted_and_exports_with_parity(corpus: Path,
     np.testing.assert_allclose(score, track.mean(axis=1), atol=1e-5)
 
 
-def test_project_augmentation_chain_is_selectable_and_seeded() -> None:
-    from training.supervised.trainer import build_augmenter
+@pytest.mark.parametrize("preset", ["full", "compact"])
+def test_augmentation_preset_is_selectable_and_seeded(preset: str) -> None:
+    from training.augment import Chain, build_augmenter, preset_config
 
-    cfg = config_from_dict({"augment": {"params": {"chain": "project"}}})
-    augment = build_augmenter(cfg, 16000)
+    cfg = config_from_dict({"augment": {"preset": preset}})
+    augment = build_augmenter(cfg.augment, 16000, cfg.train.seed, check_codecs=False)
+    assert augment is not None and augment.preset == preset
+    assert augment.chain.to_config() == Chain.from_config(preset_config(preset)).to_config()
     x = (0.05 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)
-    outs = [augment(x, np.random.default_rng(k)) for k in (1, 1, 2)]
+    outs = [augment(x, np.random.default_rng(k)) for k in (1, 1, 2, 3, 4)]
     assert all(o.shape == x.shape and o.dtype == np.float32 for o in outs)
     np.testing.assert_array_equal(outs[0], outs[1])  # same crop RNG, same augmentation (resumable runs)
-    assert build_augmenter(config_from_dict({"augment": {"enabled": False}}), 16000) is None
-    with pytest.raises(Exception, match="unknown augmentation 'nope'"):
-        build_augmenter(
-            config_from_dict({"augment": {"params": {"augmentations": [{"name": "nope"}]}}}), 16000
-        )
+    assert len({o.tobytes() for o in outs[1:]}) > 1
+
+
+def test_older_augment_forms_keep_their_meaning() -> None:
+    from training.augment import compact_config, full_config, resolve
+
+    def chain_of(section: dict) -> dict | None:
+        return resolve(config_from_dict({"augment": section}).augment)
+
+    assert chain_of({"enabled": True}) == full_config()  # the shipped configs: the full chain
+    assert chain_of({"params": {"chain": "project"}}) == full_config()
+    assert chain_of({"params": {"builtin": {"p_noise": 0.5}}}) == compact_config(p_noise=0.5)
+    assert chain_of({"enabled": False}) is None
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"params": {"augmentations": [{"name": "nope"}]}}, "unknown augmentation 'nope'"),
+        ({"preset": "huge"}, "unknown preset 'huge'"),
+        ({"overrides": {"reverb": {"p": 0.1}, "echo": {"p": 1.0}}}, "has no 'echo'"),
+        ({"preset": "compact", "overrides": {"noise": {"snr": [1, 2]}}}, "noise: .*snr"),
+    ],
+)
+def test_bad_augment_section_names_the_file(section: dict, message: str) -> None:
+    from training.oneclass.config import ConfigError
+
+    with pytest.raises(ConfigError, match=f"run.yaml: augment: .*{message}"):
+        config_from_dict({"augment": section}, "run.yaml")
