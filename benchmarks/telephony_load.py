@@ -17,6 +17,11 @@ Measured:
   server);
 - server CPU (% of one core, mean over the steady part) and RSS (peak), load generator CPU, machine load.
 
+``--silent-share 0.4`` makes every call pause like a real one (40 % of it line noise at -65 dBFS, in 3 s
+pauses at a per-call phase): windows inside pauses abstain (``no_speech``) and, unless the server scores
+abstaining windows, cost no inference; their events (score ``null``) are counted apart from the latencies,
+which cover scored windows only.
+
 Results go to ``benchmarks/results/telephony_load.json``. Run from a source checkout::
 
     .venv/bin/python benchmarks/telephony_load.py --calls 100 --seconds 60
@@ -52,9 +57,11 @@ FRAME = 160  # 20 ms of 8 kHz mu-law
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def call_audio(seconds: float) -> bytes:
+def call_audio(seconds: float, silent_share: float = 0.0, seed: int = 0) -> bytes:
     """The example clip shipped with the package (or a generated vowel-like signal), looped, as 8 kHz
-    mu-law."""
+    mu-law; ``silent_share`` of it replaced by pauses (see ``stream_guard.cli.bench.with_pauses``)."""
+    from stream_guard.cli.bench import with_pauses
+
     clip = ROOT / "stream_guard" / "examples" / "formant-vowels.wav"
     if clip.exists():
         x, sr = sf.read(clip, dtype="float32", always_2d=True)
@@ -63,8 +70,8 @@ def call_audio(seconds: float) -> bytes:
         t = np.arange(8000 * 4) / 8000
         x = (0.3 * np.sin(2 * np.pi * 140 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
     n = int(seconds * 8000)
-    x = np.tile(x, math.ceil(n / len(x)))[:n]
-    return encode(x.astype(np.float32), AudioFormat(8000, "mulaw"))
+    x = np.tile(x, math.ceil(n / len(x)))[:n].astype(np.float32)
+    return encode(with_pauses(x, 8000, silent_share, seed), AudioFormat(8000, "mulaw"))
 
 
 def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[str], int]:
@@ -190,22 +197,29 @@ async def drive(calls: list[Call], port: int, stagger_s: float) -> None:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    audio = call_audio(args.seconds)
-    payloads = [base64.b64encode(audio[i : i + FRAME]).decode() for i in range(0, len(audio), FRAME)]
+    # 8 different pause phases are enough to keep calls from pausing in lock-step
+    variants = 8 if args.silent_share > 0 else 1
+    payload_sets = []
+    for v in range(variants):
+        audio = call_audio(args.seconds, args.silent_share, seed=v)
+        payload_sets.append(
+            [base64.b64encode(audio[i : i + FRAME]).decode() for i in range(0, len(audio), FRAME)]
+        )
     proc, port = start_server(args)
     server = psutil.Process(proc.pid)
     me = psutil.Process()
-    calls = [Call(i, payloads) for i in range(args.calls)]
+    calls = [Call(i, payload_sets[i % variants]) for i in range(args.calls)]
     by_stream = {c.stream: c for c in calls}
     latencies: list[float] = []
     engine_latencies: list[float] = []
+    skipped_events = 0
     summaries: dict[str, dict[str, Any]] = {}
     hub_dropped = 0
     rss_peak = 0
     cpu_samples: list[float] = []
 
     async def listen(ws: Any) -> None:
-        nonlocal hub_dropped
+        nonlocal hub_dropped, skipped_events
         async for text in ws:
             now = time.monotonic()
             ev = json.loads(text)
@@ -216,12 +230,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if call is None:
                 continue
             if ev["type"] == "score":
+                if call.first_score is None:
+                    call.first_score = now - call.started
+                if ev["score"] is None:  # an abstaining window reported without inference
+                    skipped_events += 1
+                    continue
                 k = max(0, math.ceil(round(ev["end_s"] * 8000) / FRAME) - 1)
                 if k < len(call.sent_at) and call.sent_at[k] > 0:
                     latencies.append((now - call.sent_at[k]) * 1000.0)
                 engine_latencies.append(ev["latency_ms"])
-                if call.first_score is None:
-                    call.first_score = now - call.started
             elif ev["type"] == "summary":
                 summaries[ev["stream"]] = ev
                 if len(summaries) == len(calls):
@@ -289,7 +306,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "window_latency_ms_send_to_event": pct(lat),
         "engine_latency_ms": pct(eng),
         "time_to_first_score_s": pct(np.asarray(first)),
-        "windows_scored": int(sum(s["windows"] for s in summaries.values())),
+        "silent_share": args.silent_share,
+        "windows_scored": int(sum(s["windows"] - s.get("windows_skipped", 0) for s in summaries.values())),
+        "windows_skipped": int(sum(s.get("windows_skipped", 0) for s in summaries.values())),
+        "skipped_events_received": skipped_events,
         "windows_dropped": int(sum(s["windows_dropped"] for s in summaries.values())),
         "windows_dropped_metric": metric(metrics_text, "streamguard_windows_dropped_total"),
         "event_messages_dropped_to_subscriber": hub_dropped,
@@ -341,8 +361,16 @@ def main() -> int:
         help="serve the tiny test bundle (near-free inference): measures the protocol and transport path",
     )
     parser.add_argument("--hop", type=float, default=None, help="server --hop (default: the bundle's)")
+    parser.add_argument(
+        "--silent-share",
+        type=float,
+        default=0.0,
+        help="fraction of every call that is a pause (line noise at -65 dBFS, 3 s pauses; default 0)",
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "telephony_load.json"))
     args = parser.parse_args()
+    if not 0.0 <= args.silent_share < 1.0:
+        parser.error(f"--silent-share must be in [0, 1), got {args.silent_share}")
     report = asyncio.run(run(args))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

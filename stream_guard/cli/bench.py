@@ -50,6 +50,7 @@ examples:
   stream-guard bench --find-max-streams --p99-target-ms 250
   stream-guard bench --providers cpu,cuda --batch-sizes 1,8,32,64
   stream-guard bench --audio call1.wav call2.wav       stream these files instead of generated audio
+  stream-guard bench --silent-share 0.4                calls with pauses: 40 % of each stream is line noise
   python benchmarks/bench.py ...                       the same, from a source checkout
 
 The JSON report and the PNG plot go to benchmarks/results/ (or --out). Streams start staggered over one hop,
@@ -65,6 +66,16 @@ def _int_list(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: batch sizes must be >= 1")
     return values
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a share must be in [0, 1)")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -111,6 +122,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="feed 8 kHz mu-law like a phone call (resampled by the engine) instead of "
         "16-bit PCM at the model's rate",
+    )
+    parser.add_argument(
+        "--silent-share",
+        type=_share,
+        default=0.0,
+        metavar="F",
+        help="fraction of each simulated stream that is a pause (line noise at -65 dBFS, 3 s per pause, "
+        "staggered across streams), as in real calls; windows in pauses abstain (default: 0)",
+    )
+    parser.add_argument(
+        "--no-skip-abstaining",
+        action="store_true",
+        help="score abstaining windows (silence, clipping) too, as before skipping existed, to measure "
+        "what skipping saves",
     )
     parser.add_argument(
         "--batch-sizes",
@@ -231,8 +256,31 @@ class _Feed:
     bytes_per_second: int
 
 
+PAUSE_S = 3.0  # one pause in a simulated call: long enough that whole 2 s windows fall inside it
+PAUSE_LEVEL = 10 ** (-65 / 20)  # line noise in a pause: RMS -65 dBFS, under the -50 dBFS speech gate
+
+
+def with_pauses(audio: np.ndarray, rate: int, share: float, seed: int) -> np.ndarray:
+    """Replace ``share`` of ``audio`` by pauses of ``PAUSE_S`` seconds of faint noise, evenly spaced from a
+    per-stream phase, so that simulated calls pause like real ones and not all at once."""
+    if share <= 0.0:
+        return audio
+    period = PAUSE_S / share
+    t = np.arange(len(audio)) / rate + np.random.default_rng(seed).random() * period
+    pause = np.mod(t, period) < PAUSE_S
+    noise = np.random.default_rng(seed + 1).standard_normal(int(pause.sum())) * PAUSE_LEVEL
+    out = audio.copy()
+    out[pause] = noise.astype(np.float32)
+    return out
+
+
 def make_feeds(
-    n: int, seconds: float, meta: Any, telephony: bool, files: list[np.ndarray] | None
+    n: int,
+    seconds: float,
+    meta: Any,
+    telephony: bool,
+    files: list[np.ndarray] | None,
+    silent_share: float = 0.0,
 ) -> list[_Feed]:
     """Audio for ``n`` streams of ``seconds`` each, encoded the way a live source would send it."""
     from stream_guard.core import AudioFormat, encode
@@ -255,7 +303,7 @@ def make_feeds(
                 audio = np.tile(src, reps)[: int(seconds * rate)]
             else:
                 audio = generated_speechlike(seconds, rate, seed=key)
-            cache[key] = encode(audio, fmt)
+            cache[key] = encode(with_pauses(audio, rate, silent_share, seed=key), fmt)
         feeds.append(_Feed(fmt=fmt, payload=cache[key], bytes_per_second=rate * fmt.bytes_per_frame))
     return feeds
 
@@ -355,9 +403,11 @@ async def stream_trial(
     from stream_guard.events import ScoreEvent, SummaryEvent
 
     meta = backend.metadata
-    feeds = make_feeds(n, seconds, meta, args.telephony, files)
+    feeds = make_feeds(n, seconds, meta, args.telephony, files, args.silent_share)
     hop_s = args.hop or meta.hop_s
-    config = StreamConfig(hop_s=hop_s, realtime=True, emit_map=True)
+    config = StreamConfig(
+        hop_s=hop_s, realtime=True, emit_map=True, skip_abstaining=not args.no_skip_abstaining
+    )
     latencies: list[float] = []
     first_wall: list[float] = []
     first_audio: list[float] = []
@@ -383,7 +433,8 @@ async def stream_trial(
             nonlocal got_first
             async for ev in stream.events():
                 if isinstance(ev, ScoreEvent):
-                    latencies.append(ev.latency_ms)
+                    if math.isfinite(ev.score):  # a skipped (abstaining) window's event costs no inference
+                        latencies.append(ev.latency_ms)
                     if not got_first:
                         got_first = True
                         first_wall.append(loop.time() - t_start)
@@ -421,6 +472,9 @@ async def stream_trial(
         "seconds_per_stream": seconds,
         "hop_s": hop_s,
         "chunk_ms": args.chunk_ms,
+        "silent_share": args.silent_share,
+        "skip_abstaining": not args.no_skip_abstaining,
+        "windows_skipped": sum(s.windows_skipped for s in summaries),
         "input": "8 kHz mu-law" if args.telephony else f"{meta.sample_rate} Hz pcm16",
         "wall_s": wall,
         "windows_scored": len(latencies),
@@ -500,8 +554,10 @@ async def engine_throughput(
     from stream_guard.engine import Engine, EngineConfig
 
     meta = backend.metadata
-    feeds = make_feeds(n_streams, seconds, meta, args.telephony, files)
-    config = StreamConfig(hop_s=args.hop or meta.hop_s, realtime=False)
+    feeds = make_feeds(n_streams, seconds, meta, args.telephony, files, args.silent_share)
+    config = StreamConfig(
+        hop_s=args.hop or meta.hop_s, realtime=False, skip_abstaining=not args.no_skip_abstaining
+    )
     windows = 0
     engine = Engine(backend, EngineConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms))
 
@@ -750,6 +806,8 @@ def run(args: argparse.Namespace) -> int:
         "hop_s": args.hop or meta.hop_s,
         "p99_target_ms": args.p99_target_ms,
         "engine": {"max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "threads": args.threads},
+        "silent_share": args.silent_share,
+        "skip_abstaining": not args.no_skip_abstaining,
         "machine": machine_info(backend),
     }
     try:
@@ -771,7 +829,8 @@ def run(args: argparse.Namespace) -> int:
             s = report["streams"]
             log(
                 f"  latency p50/p95/p99 {s['latency_ms']['p50']:.1f}/{s['latency_ms']['p95']:.1f}/"
-                f"{s['latency_ms']['p99']:.1f} ms, dropped {s['windows_dropped']}, first score after "
+                f"{s['latency_ms']['p99']:.1f} ms, dropped {s['windows_dropped']}, skipped "
+                f"{s['windows_skipped']}, first score after "
                 f"{s['time_to_first_score_s']['max']:.2f} s (audio {s['first_score_audio_s']['max']:.2f} s), "
                 f"CPU {s['cpu_cores_used']:.2f} cores, RSS peak {s['rss_mb_peak']:.0f} MB"
             )
