@@ -1,10 +1,11 @@
-"""``python -m export FAMILY ...``: export a trained detector as a stream-guard bundle."""
+"""``python -m export FAMILY ...``: export a trained detector as a stream-guard bundle;
+``python -m export triton BUNDLE --repo DIR``: a Triton model repository serving a bundle."""
 
 from __future__ import annotations
 
 import sys
 
-FAMILIES = {"oneclass": "export.oneclass", "antideepfake": "export.antideepfake"}
+FAMILIES = {"oneclass": "export.oneclass", "antideepfake": "export.antideepfake", "triton": "export.triton"}
 
 
 def main(argv: list[str] | None = None) -> int:
