@@ -15,7 +15,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from bundles import build_bundle
 
 from stream_guard.backends import BackendError, load_backend
 from stream_guard.backends.kserve import (
@@ -127,7 +126,9 @@ def test_metadata_travels_in_the_model_config(bundle_path: Path) -> None:
 def test_export_writes_a_model_repository(bundle_path: Path, tmp_path: Path) -> None:
     from export.triton import RepositoryOptions, export_repository
 
-    model_dir = export_repository(bundle_path, tmp_path / "repo", RepositoryOptions(max_batch=16, instances=2))
+    model_dir = export_repository(
+        bundle_path, tmp_path / "repo", RepositoryOptions(max_batch=16, instances=2)
+    )
     assert model_dir == tmp_path / "repo" / "test-band-energy"
     assert (model_dir / "1" / "model.onnx").read_bytes() == bundle_path.read_bytes()
     text = (model_dir / "config.pbtxt").read_text()
