@@ -294,9 +294,11 @@ def export_detector(
 
 
 def _load_parity_audio(paths: list[str]) -> list[np.ndarray]:
-    from training.antideepfake.audio import load_audio
+    """Mono float32 at the detector's 16 kHz; :class:`~training.audio_io.AudioReadError` names a bad file."""
+    from training.antideepfake.architectures import SAMPLE_RATE
+    from training.audio_io import read_audio
 
-    return [load_audio(p) for p in paths]
+    return [read_audio(p, sample_rate=SAMPLE_RATE)[0] for p in paths]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,8 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    from training.antideepfake.audio import AudioReadError
     from training.antideepfake.checkpoint import CheckpointError
+    from training.audio_io import AudioReadError
 
     try:
         import torch

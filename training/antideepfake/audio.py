@@ -1,7 +1,7 @@
-"""The AntiDeepfake tools' view of :mod:`training.audio_io`: every file read as mono float32 at 16 kHz.
+"""The AntiDeepfake training tools' view of :mod:`training.audio_io`: files read as mono float32 at 16 kHz.
 
 Reading, resampling and the codec round trips live in :mod:`training.audio_io` only; this module fixes the
-sample rate the detector runs at and keeps the names the export tool imports.
+sample rate the detector runs at for the fine-tuning, evaluation and command-line modules.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ import numpy as np
 from scipy import signal
 
 from training.antideepfake.architectures import SAMPLE_RATE
-from training.audio_io import g711_roundtrip, g722_roundtrip
+from training.audio_io import CodecError, g711_roundtrip, g722_roundtrip
 
 
 @dataclass(frozen=True)
@@ -170,13 +170,19 @@ def mulaw_8k(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 
 
 def g722(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Wideband VoIP channel: G.722 round trip (PyAV or ffmpeg; ``CodecError`` without either)."""
+    """Wideband VoIP channel: G.722 64 kbit/s round trip, in-process through PyAV, else with the ffmpeg
+    command (``CodecError`` without either)."""
     return g722_roundtrip(np.asarray(x, dtype=np.float32), sample_rate)
 
 
 @dataclass(frozen=True)
 class ChannelConfig:
-    """Probability of each channel round trip per training utterance (at most one is applied)."""
+    """Probability of each channel round trip per training utterance (at most one is applied).
+
+    Asking for G.722 on a machine where neither PyAV nor the ffmpeg command can run it is a
+    :class:`~training.audio_io.CodecError` here, when the run is configured, not on the first utterance that
+    draws it.
+    """
 
     mulaw_prob: float = 0.0
     g722_prob: float = 0.0
@@ -184,6 +190,12 @@ class ChannelConfig:
     def __post_init__(self) -> None:
         if min(self.mulaw_prob, self.g722_prob) < 0 or self.mulaw_prob + self.g722_prob > 1:
             raise ValueError("channel probabilities must be >= 0 and sum to at most 1")
+        if self.g722_prob > 0:
+            from training.augment.codecs import codec_status
+
+            backend, why = codec_status()["g722"]
+            if backend is None:
+                raise CodecError(f"--g722-prob {self.g722_prob}: no G.722 codec on this machine ({why})")
 
 
 def channel(x: np.ndarray, cfg: ChannelConfig, rng: np.random.Generator) -> np.ndarray:

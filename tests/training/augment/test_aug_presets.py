@@ -190,3 +190,15 @@ def test_codec_status_covers_every_codec_and_the_available_ones_work(clip: np.nd
         if backend is not None:
             y = Codec(codecs=(name,))(clip, SR, np.random.default_rng(0))
             assert y.shape == clip.shape and np.all(np.isfinite(y)) and not np.array_equal(y, clip)
+
+
+def test_antideepfake_g722_channel_is_refused_at_start_without_a_codec(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from training.antideepfake.augment import ChannelConfig
+    from training.augment import codecs
+
+    monkeypatch.setattr(codecs, "codec_status", lambda: {"g722": (None, "no PyAV, no ffmpeg")})
+    assert ChannelConfig(mulaw_prob=0.3).mulaw_prob == 0.3  # G.711 needs no codec library
+    with pytest.raises(CodecError, match=r"--g722-prob 0.2: no G.722 codec on this machine \(no PyAV"):
+        ChannelConfig(g722_prob=0.2)
