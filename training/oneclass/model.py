@@ -172,8 +172,11 @@ class STFPM(nn.Module):
         return [_normalise(a) - _normalise(b) for a, b in zip(t, s, strict=True)]
 
     def loss(self, audio: torch.Tensor) -> torch.Tensor:
-        """STFPM training loss (mean over batch and positions, summed over levels)."""
-        return sum(0.5 * (e * e).sum(dim=1).mean() for e in self.discrepancies(audio))
+        """STFPM training loss (mean over batch and positions, summed over the levels of the map: a model
+        scored on some levels only is trained on those only)."""
+        discs = self.discrepancies(audio)
+        keep = self.cfg.levels if self.cfg.levels is not None else range(len(discs))
+        return sum(0.5 * (discs[i] * discs[i]).sum(dim=1).mean() for i in keep)
 
     # ------------------------------------------------------------------ maps
     def ds_stats(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
