@@ -252,6 +252,8 @@ class Decoder:
     def __init__(self, fmt: AudioFormat) -> None:
         self.fmt = fmt
         self._carry = b""
+        self._frame_bytes = fmt.bytes_per_frame
+        self._check = fmt.encoding == "float32"  # integer PCM and G.711 codes are finite by construction
 
     @property
     def pending_bytes(self) -> int:
@@ -264,16 +266,16 @@ class Decoder:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise AudioFormatError(f"audio must be bytes or a numpy array, got {type(data).__name__}")
         fmt = self.fmt
-        if not self._carry and len(data) % fmt.bytes_per_frame == 0 and not isinstance(data, memoryview):
+        if not self._carry and len(data) % self._frame_bytes == 0 and not isinstance(data, memoryview):
             # the common case (whole frames, nothing carried): decode in place, no concatenation or slicing
             x = _decode_bytes(data, fmt)
-            if fmt.encoding == "float32":
+            if self._check:
                 check_finite(x)
             return x
         buf = self._carry + bytes(data) if self._carry else bytes(data)
-        whole = len(buf) - len(buf) % fmt.bytes_per_frame
+        whole = len(buf) - len(buf) % self._frame_bytes
         x = _decode_bytes(buf[:whole], fmt)
-        if fmt.encoding == "float32":
+        if self._check:
             check_finite(x)
         self._carry = buf[whole:]
         return x

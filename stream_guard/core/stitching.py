@@ -25,6 +25,9 @@ class MapStitcher:
         self.frame_samples = float(frame_step_s) * int(sample_rate)
         self.rows: int | None = None
         self.origin = 0  # global index of the first column not yet emitted
+        # columns [origin, origin + _used) are accumulating; the arrays keep spare capacity beyond _used (all
+        # zeros) so that adding a window does not reallocate: a stream adds one map per hop for hours
+        self._used = 0
         self._acc = np.zeros((0, 0), np.float64)
         self._wgt = np.zeros(0, np.float64)
 
@@ -33,10 +36,17 @@ class MapStitcher:
 
     def _ensure(self, end_col: int) -> None:
         need = end_col - self.origin
-        have = self._wgt.shape[0]
-        if need > have:
-            self._acc = np.pad(self._acc, ((0, 0), (0, need - have)))
-            self._wgt = np.pad(self._wgt, (0, need - have))
+        if need <= self._used:
+            return
+        cap = self._wgt.shape[0]
+        if need > cap:
+            cap = max(need, 2 * cap, 64)
+            acc = np.zeros((self._acc.shape[0], cap), np.float64)
+            wgt = np.zeros(cap, np.float64)
+            acc[:, : self._used] = self._acc[:, : self._used]
+            wgt[: self._used] = self._wgt[: self._used]
+            self._acc, self._wgt = acc, wgt
+        self._used = need
 
     def add(self, start_sample: int, amap: np.ndarray) -> None:
         """Add one window's map ``[F, T]`` (or a time track ``[T]``) whose first column starts at
@@ -68,15 +78,20 @@ class MapStitcher:
             self._wgt[lo + 1 : lo + t + 1] += frac
 
     def _emit(self, end_col: int) -> tuple[int, np.ndarray] | None:
-        n = min(end_col, self.origin + self._wgt.shape[0]) - self.origin
+        n = min(end_col, self.origin + self._used) - self.origin
         if n <= 0 or self.rows is None:
             return None
         w = self._wgt[:n]
         with np.errstate(invalid="ignore", divide="ignore"):
             cols = np.where(w > 0, self._acc[:, :n] / np.where(w > 0, w, 1.0), np.nan).astype(np.float32)
         start = self.origin
-        self._acc = self._acc[:, n:]
-        self._wgt = self._wgt[n:]
+        # move the columns still accumulating to the front (at most a window's worth) and clear the rest
+        rest = self._used - n
+        self._acc[:, :rest] = self._acc[:, n : self._used]
+        self._wgt[:rest] = self._wgt[n : self._used]
+        self._acc[:, rest : self._used] = 0.0
+        self._wgt[rest : self._used] = 0.0
+        self._used = rest
         self.origin += n
         return start, cols
 

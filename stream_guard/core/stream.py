@@ -166,6 +166,8 @@ class StreamState:
         self._results: dict[int, _Resolved] = {}  # resolved out of order, waiting for earlier windows
         self.input_frames = 0
         self._pending: list[np.ndarray] = []  # decoded mono input not yet resampled
+        self._due_input: int | None = None  # input frames that could complete the next window (cached)
+        self._abstain_on = frozenset(self.config.abstain_on)
         self._finishing = False
         self.finished = False
         self.flushed = False
@@ -224,14 +226,19 @@ class StreamState:
             if self.channel is not None
             else (x[:, 0] if x.shape[1] == 1 else x.mean(axis=1))
         )
-        if isinstance(data, np.ndarray) and np.shares_memory(mono, data):
+        if isinstance(data, np.ndarray) and np.may_share_memory(mono, data):
             mono = mono.copy()  # kept until the next window is due: the caller may reuse its buffer meanwhile
         # Resampling and windowing run only when the audio received so far could complete the next window:
         # telephony sends 20 ms chunks, and one resampler call per hop instead of 25 cuts the per-stream cost
-        # without delaying any window (the chunk that completes a window is processed at once).
+        # without delaying any window (the chunk that completes a window is processed at once). The input
+        # frame count that could complete it is computed once per window, not once per chunk.
         self._pending.append(mono)
-        if self.input_frames * self.rate < self._planner.next_end() * self.fmt.sample_rate:
+        due = self._due_input
+        if due is None:
+            due = self._due_input = -(-self._planner.next_end() * self.fmt.sample_rate // self.rate)
+        if self.input_frames < due:
             return iter(())
+        self._due_input = None  # the planner moves on while the pending audio is processed
         return self._process_pending()
 
     def _process_pending(self) -> Iterator[Window]:
@@ -254,7 +261,7 @@ class StreamState:
     def _cut(self, span: WindowSpan) -> Window:
         samples = self._ring.read(span.start, span.end)
         reasons = check_window(samples, self.rate, self.config.quality)
-        skip = self.config.skip_abstaining and any(r in self.config.abstain_on for r in reasons)
+        skip = bool(reasons) and self.config.skip_abstaining and not self._abstain_on.isdisjoint(reasons)
         w = Window(
             self.stream_id,
             self._next_index,
@@ -339,7 +346,8 @@ class StreamState:
                 events.append(self._apply_skipped(r))
         if self.config.emit_map:
             bound = (
-                min(self._issued.values(), key=lambda w: w.index).start_sample
+                # the oldest unresolved window: windows resolve in index order, so it is the next to resolve
+                self._issued[self._next_resolve].start_sample
                 if self._issued
                 else (self._ring.total if self.finished else self._planner.next_start_lower_bound())
             )
