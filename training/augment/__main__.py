@@ -9,6 +9,7 @@ no third-party audio.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -125,9 +126,10 @@ def _save(fig: Any, path: Path, dpi: int) -> None:
     tmp.replace(path)
 
 
-def demo(out_dir: Path, input_path: Path | None = None, seed: int = 0) -> Path:
+def demo(out_dir: Path, input_path: Path | None = None, seed: int = 0, overview: bool = False) -> list[Path]:
     """Write ``<stem>.png`` (before | after) per augmentation in :data:`PANELS`, ``preset_<name>.png`` (three
-    random draws per preset) and the overview ``augmentations.png``; returns the overview's path.
+    random draws per preset) and, with ``overview``, all of them on one page in ``augmentations.png``;
+    returns the paths written.
 
     A codec this machine cannot run is reported and left out, not an error.
     """
@@ -148,6 +150,7 @@ def demo(out_dir: Path, input_path: Path | None = None, seed: int = 0) -> Path:
         x = speechlike()
         source = "generated speech-like test signal"
     out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
     panels: list[tuple[str, np.ndarray]] = [("original", x)]
     for stem, title, entry in PANELS:
         missing = [c for c in entry.get("codecs", []) if backend_for(c) is None]
@@ -161,7 +164,8 @@ def demo(out_dir: Path, input_path: Path | None = None, seed: int = 0) -> Path:
         _spectrogram(axes[0], x, "before")
         _spectrogram(axes[1], y, f"after: {title}")
         fig.tight_layout()
-        _save(fig, out_dir / f"{stem}.png", dpi=60)
+        written.append(out_dir / f"{stem}.png")
+        _save(fig, written[-1], dpi=60)
         plt.close(fig)
     for preset in ("full", "compact"):
         augmenter = build_augmenter({"preset": preset}, SAMPLE_RATE, seed)
@@ -171,8 +175,11 @@ def demo(out_dir: Path, input_path: Path | None = None, seed: int = 0) -> Path:
         for k, ax in enumerate(axes[1:]):
             _spectrogram(ax, augmenter(x, np.random.default_rng([seed, k])), f"preset {preset}: draw {k + 1}")
         fig.tight_layout()
-        _save(fig, out_dir / f"preset_{preset}.png", dpi=60)
+        written.append(out_dir / f"preset_{preset}.png")
+        _save(fig, written[-1], dpi=60)
         plt.close(fig)
+    if not overview:
+        return written
     cols = 3
     rows = (len(panels) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(13, 1.9 * rows), sharex=True, sharey=True)
@@ -182,10 +189,10 @@ def demo(out_dir: Path, input_path: Path | None = None, seed: int = 0) -> Path:
         ax.axis("off")
     fig.suptitle(f"training.augment: each augmentation alone, on {source}", fontsize=11)
     fig.tight_layout()
-    out = out_dir / "augmentations.png"
-    _save(fig, out, dpi=50)
+    written.append(out_dir / "augmentations.png")
+    _save(fig, written[-1], dpi=50)
     plt.close(fig)
-    return out
+    return written
 
 
 def codecs_report() -> str:
@@ -204,10 +211,11 @@ def codecs_report() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.augment")
     sub = parser.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="write augmentations.png: a spectrogram per augmentation")
+    d = sub.add_parser("demo", help="before/after spectrograms of each augmentation and preset, one PNG each")
     d.add_argument("--out", type=Path, required=True)
     d.add_argument("--input", type=Path, default=None, help="a clip to use instead of the generated signal")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--overview", action="store_true", help="also every augmentation on one page")
     sub.add_parser("codecs", help="which codecs this machine can run, and through which back end")
     args = parser.parse_args(argv)
     if args.command == "codecs":
@@ -216,11 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     from training.audio_io import AudioReadError
 
     try:
-        out = demo(args.out, args.input, args.seed)
+        written = demo(args.out, args.input, args.seed, args.overview)
     except AudioReadError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(out)
+    print(f"{len(written)} pictures in {args.out}")
     return 0
 
 

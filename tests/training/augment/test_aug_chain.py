@@ -242,9 +242,18 @@ def test_bad_config_is_named(cfg: object, message: str) -> None:
 def test_demo_writes_a_picture_per_augmentation_and_preset(tmp_path: Path) -> None:
     from training.augment.__main__ import PANELS, main
 
-    assert main(["demo", "--out", str(tmp_path)]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--overview"]) == 0
     stems = [stem for stem, _, entry in PANELS if all(backend_for(c) for c in entry.get("codecs", []))]
     for name in ["augmentations", "preset_full", "preset_compact", *stems]:
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     covered = {entry["name"] for _, _, entry in PANELS}
     assert covered == set(REGISTRY) - {"one_of", "identity"}  # every transform has its picture
+
+
+def test_demo_names_an_unreadable_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from training.augment.__main__ import main
+
+    bad = tmp_path / "clip.wav"
+    bad.write_bytes(b"not audio")
+    assert main(["demo", "--out", str(tmp_path / "pics"), "--input", str(bad)]) == 2
+    assert "clip.wav" in capsys.readouterr().err
