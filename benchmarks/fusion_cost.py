@@ -1,13 +1,13 @@
 """Cost per window of the fused pair (one-class + supervised) against the one-class bundle alone -> JSON.
 
-Every detector runs through the runtime's own backends (:class:`OnnxRuntimeBackend`,
-:class:`FusedBackend`) on 2 s windows of generated audio (the cost does not depend on the signal), at batch
-sizes 1 and 8 and 1 and 2 intra-op threads. Reported per configuration: median and p90 milliseconds per batch
-and per window, and the fused/one-class ratio. The machine's load average is recorded: on a shared machine
-the absolute numbers move with the load, the ratio much less.
+Every detector runs through the runtime's own backends (:class:`OnnxRuntimeBackend`, :class:`FusedBackend`)
+on 2 s windows of generated audio (the cost does not depend on the signal), at batch sizes 1 and 8 and 1 and 2
+intra-op threads, the detectors timed in rotation. Reported per configuration: median and p90 milliseconds per
+batch and per window, and the fused/one-class ratio. The machine's load average is recorded: on a shared
+machine the absolute numbers move with the load, the ratio much less.
 
-    python benchmarks/fusion_cost.py --fusion stream_guard/models/default.fusion.json \\
-        --out benchmarks/results/fusion_cost.json
+    python benchmarks/fusion_cost.py --out benchmarks/results/fusion_cost.json   # the default model
+    python benchmarks/fusion_cost.py --fusion site.fusion.json                # any fusion file
     python benchmarks/fusion_cost.py --oneclass A.onnx --supervised B.onnx   # any pair, no fusion file needed
 """
 
@@ -31,14 +31,18 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def _time(fn, x: np.ndarray, repeats: int, warmup: int = 3) -> list[float]:
-    for _ in range(warmup):
-        fn(x)
-    out = []
+def _time_interleaved(fns: dict[str, Any], x: np.ndarray, repeats: int, warmup: int = 3) -> dict[str, list]:
+    """Milliseconds per call of each function, timed in rotation (one call of each per round), so that a
+    change of load on a shared machine hits every detector alike and their ratio stays meaningful."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn(x)
+    out: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(x)
-        out.append((time.perf_counter() - t0) * 1000.0)
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn(x)
+            out[name].append((time.perf_counter() - t0) * 1000.0)
     return out
 
 
@@ -64,6 +68,7 @@ def _pair_fusion(oneclass: Path, supervised: Path, folder: Path) -> Path:
 def run(fusion: Path, repeats: int, batches: list[int], threads: list[int]) -> dict[str, Any]:
     from stream_guard.backends import FusedBackend, OnnxRuntimeBackend
 
+    load_at_start = [round(v, 2) for v in os.getloadavg()]
     rows = []
     rng = np.random.default_rng(0)
     for th in threads:
@@ -73,9 +78,10 @@ def run(fusion: Path, repeats: int, batches: list[int], threads: list[int]) -> d
         n = fused.metadata.window_samples
         for b in batches:
             x = (0.1 * rng.standard_normal((b, n))).astype(np.float32)
-            res = {"threads": th, "batch": b}
-            for name, backend in {**members, "fused": fused}.items():
-                ms = _time(backend.infer, x, repeats)
+            res: dict[str, Any] = {"threads": th, "batch": b}
+            backends = {**members, "fused": fused}
+            timings = _time_interleaved({name: be.infer for name, be in backends.items()}, x, repeats)
+            for name, ms in timings.items():
                 res[name] = {
                     "ms_per_batch_median": round(statistics.median(ms), 3),
                     "ms_per_batch_p90": round(float(np.quantile(ms, 0.9)), 3),
@@ -97,6 +103,7 @@ def run(fusion: Path, repeats: int, batches: list[int], threads: list[int]) -> d
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
+            "load_average_1_5_15_at_start": load_at_start,
             "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()],
         },  # fmt: skip
         "results": rows,
@@ -106,7 +113,10 @@ def run(fusion: Path, repeats: int, batches: list[int], threads: list[int]) -> d
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
-        "--fusion", type=Path, default=None, help="a fusion file (default: build one from the pair)"
+        "--fusion",
+        type=Path,
+        default=None,
+        help="a fusion file (default: the pair given by --oneclass/--supervised, else the default model)",
     )
     p.add_argument("--oneclass", type=Path, default=None)
     p.add_argument("--supervised", type=Path, default=None)
@@ -120,10 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             fusion = args.fusion
-            if fusion is None:
+            if fusion is None and (args.oneclass or args.supervised):
                 if not (args.oneclass and args.supervised):
-                    p.error("give --fusion, or both --oneclass and --supervised")
+                    p.error("give both --oneclass and --supervised (or --fusion, or neither)")
                 fusion = _pair_fusion(args.oneclass, args.supervised, Path(tmp))
+            elif fusion is None:
+                from stream_guard.bundle import default_model_path
+
+                fusion = default_model_path()
             result = run(fusion, args.repeats, args.batches, args.threads)
     except BundleError as exc:
         print(f"fusion_cost: error: {exc}", file=sys.stderr)
