@@ -13,6 +13,7 @@ Three measurements, written to ``engine-overhead.json``:
   bench``.
 
     python benchmarks/engine_overhead.py [--streams 100,300] [--seconds 20] [--out benchmarks/results]
+        [--name engine-overhead]
 
 The test bundle builder (tests/bundles.py, needs the ``onnx`` package) provides the bundle geometry.
 """
@@ -169,6 +170,7 @@ def main() -> None:
     ap.add_argument("--streams", default="100,300")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--name", default="engine-overhead", help="file name stem of the report")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         real = load_backend(build_bundle(Path(tmp) / "bundle.onnx"), provider="cpu", threads=1)
@@ -176,6 +178,7 @@ def main() -> None:
     fake = ZeroCostBackend(meta, len(meta.map_axes.freq_hz), int(round(meta.map_axes.frame_step_s * 16000)))
     report = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -187,7 +190,7 @@ def main() -> None:
     }
     report["machine"]["load_average_1m_after"] = round(os.getloadavg()[0], 2)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "engine-overhead.json"
+    path = args.out / f"{args.name}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     print(f"written: {path}")
