@@ -37,6 +37,7 @@ from training.augment.presets import (
     default_config,
     full_config,
     preset_config,
+    preset_name,
     resolve,
 )
 
@@ -68,6 +69,7 @@ __all__ = [
     "default_config",
     "full_config",
     "preset_config",
+    "preset_name",
     "resolve",
     "unavailable_codecs",
 ]

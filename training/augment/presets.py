@@ -306,6 +306,20 @@ class Augmenter:
         return text
 
 
+def preset_name(section: Any) -> str:
+    """``full``, ``compact`` or ``explicit`` (a chain written out) for a run's section in either form, ``off``
+    when augmentation is disabled. For run logs and the bundle's provenance."""
+    s = _section(section)
+    if not s.get("enabled", True):
+        return "off"
+    params = s.get("params") or {}
+    if "builtin" in params:
+        return "compact"
+    if "augmentations" in params or s.get("augmentations") is not None:
+        return "explicit"
+    return str(s.get("preset") or "full")
+
+
 _REPORTED: set[tuple[str, ...]] = set()
 
 
@@ -325,16 +339,10 @@ def build_augmenter(
     if check_codecs:
         config, skipped = drop_unavailable(config)
     chain = Chain.from_config(config)
-    s = _section(section)
-    params = s.get("params") or {}
-    if "builtin" in params:
-        preset = "compact"
-    elif "augmentations" in params or s.get("augmentations") is not None:
-        preset = "explicit"
-    else:
-        preset = str(s.get("preset") or "full")
-    aug_seed = s.get("seed")
-    augmenter = Augmenter(chain, sample_rate, None if aug_seed is None else int(aug_seed), preset, skipped)
+    aug_seed = _section(section).get("seed")
+    augmenter = Augmenter(
+        chain, sample_rate, None if aug_seed is None else int(aug_seed), preset_name(section), skipped
+    )
     key = tuple(sorted(skipped))
     if skipped and key not in _REPORTED:
         _REPORTED.add(key)
@@ -360,5 +368,6 @@ __all__ = [
     "drop_unavailable",
     "full_config",
     "preset_config",
+    "preset_name",
     "resolve",
 ]

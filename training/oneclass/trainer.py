@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.augment import build_augmenter
+from training.augment import build_augmenter, preset_name
 from training.evaluation.metrics import eer
 
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -76,7 +76,8 @@ def data_summary(cfg: RunConfig, train: list[Clip]) -> dict[str, str]:
         hours[c.source or "unknown"] += c.duration / 3600
         licences[c.licence or "unknown"] += 1
     sources = ", ".join(f"{k} {v:.2f} h" for k, v in sorted(hours.items()))
-    aug = "on-the-fly augmentation" if cfg.augment.enabled else "no augmentation"
+    preset = preset_name(cfg.augment)
+    aug = f"on-the-fly augmentation (preset {preset})" if preset != "off" else "no augmentation"
     return {
         "data": (
             f"{len(train)} real clips of split {cfg.data.train_split!r} from {cfg.data.manifest} "

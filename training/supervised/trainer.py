@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from training.augment import build_augmenter
+from training.augment import build_augmenter, preset_name
 from training.evaluation.metrics import eer
 from training.oneclass.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from training.oneclass.data import AudioCache, DataError
@@ -81,7 +81,11 @@ def data_summary(cfg: SupRunConfig, fold: FoldData) -> dict[str, str]:
             f"{len(fold.train_real)} real clips ({real}) vs {len(fold.train_spoof)} synthetic clips "
             f"({spoof}) "
             f"from {cfg.data.manifest}; "
-            + ("augmentation on both classes" if cfg.augment.enabled else "no augmentation")
+            + (
+                f"augmentation on both classes (preset {preset_name(cfg.augment)})"
+                if cfg.augment.enabled
+                else "no augmentation"
+            )
             + ("; " + "; ".join(left) if left else "")
         ),
         "licence": "weights derived from training audio under: " + "; ".join(sorted(licences)),

@@ -202,3 +202,14 @@ def test_antideepfake_g722_channel_is_refused_at_start_without_a_codec(
     assert ChannelConfig(mulaw_prob=0.3).mulaw_prob == 0.3  # G.711 needs no codec library
     with pytest.raises(CodecError, match=r"--g722-prob 0.2: no G.722 codec on this machine \(no PyAV"):
         ChannelConfig(g722_prob=0.2)
+
+
+def test_preset_name_reads_either_form() -> None:
+    from training.augment import preset_name
+
+    assert preset_name({}) == "full"
+    assert preset_name({"preset": "compact"}) == "compact"
+    assert preset_name({"params": {"builtin": {}}}) == "compact"
+    assert preset_name({"params": {"chain": "project"}}) == "full"
+    assert preset_name({"augmentations": [{"name": "gain"}]}) == "explicit"
+    assert preset_name({"enabled": False, "preset": "compact"}) == "off"
