@@ -6,7 +6,7 @@ the public names below are imported on first use, so a CLI's ``--help`` or a sin
 ```python
 from stream_guard import Engine, AudioFormat
 
-async with Engine.from_bundle(None) as engine:        # None = the embedded default bundle
+async with Engine.from_bundle(None) as engine:        # None = the default model (the embedded fused pair)
     stream = await engine.open_stream("call-1", AudioFormat(8000, "mulaw"))
     await stream.feed(payload)                         # any chunk size, any number of times
     summary = await stream.close()
