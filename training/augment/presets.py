@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from training.augment.chain import AugmentConfigError, Chain
+from training.augment.chain import AugmentConfigError, Chain, Codec
 from training.augment.codecs import unavailable_codecs
 
 log = logging.getLogger(__name__)
@@ -255,7 +255,7 @@ def drop_unavailable(
 
     def keep(e: dict[str, Any]) -> dict[str, Any] | None:
         if e.get("name") == "codec":
-            codecs = list(e.get("codecs", ["g722", "opus", "amrnb", "gsm"]))
+            codecs = list(e.get("codecs", Codec().codecs))
             gone = [c for c in codecs if c in missing]
             for c in gone:
                 skipped[c] = missing[c]
