@@ -4,12 +4,12 @@ Per-fold training is the supervised trainer's configuration (``supervised``: a Y
 file or absolute) with the fold's exclusions added; keep its ``train.steps`` small (a few minutes on two
 cores) because it runs once per fold.
 
-One-class models are bundles scored as they are, several per run (``oneclass_bundles``: a mapping from the
-row name in every table to a bundle path, ``null`` for the embedded default, in table order), so a baseline
-and variants are rows measured on the same folds, windows and thresholds. The fusion combines one of them
-(``fusion_oneclass``; by default the one named ``oneclass``, else the embedded default, else the last) with
-the supervised model. The older single-bundle key ``oneclass_bundle`` still works and means
-``{oneclass: <path>}`` (``""``: no one-class model and no fusion).
+One-class models are bundles scored as they are, several per run (``oneclass_bundles``: a mapping from the row
+name in every table to a bundle path, ``null`` for the embedded one-class bundle ``default.onnx``, in table
+order), so a baseline and variants are rows measured on the same folds, windows and thresholds. The fusion
+combines one of them (``fusion_oneclass``; by default the one named ``oneclass``, else the embedded default,
+else the last) with the supervised model. The older single-bundle key ``oneclass_bundle`` still works and
+means ``{oneclass: <path>}`` (``""``: no one-class model and no fusion).
 """
 
 from __future__ import annotations

@@ -162,11 +162,13 @@ class ProtocolRunner:
         """Row name -> loaded bundle, in table order (empty: no one-class model)."""
         from stream_guard.backends import OnnxRuntimeBackend
         from stream_guard.backends.base import BackendError
-        from stream_guard.bundle import BundleError
+        from stream_guard.bundle import BundleError, default_bundle_path
 
         for name, bundle in self.cfg.bundles().items():
             if name not in self._backends:
-                path = None if bundle is None else Path(bundle).expanduser()
+                # None: the embedded one-class bundle (the member of the default fused pair whose map users
+                # see), not the default model, which is the fused pair itself.
+                path = default_bundle_path() if bundle is None else Path(bundle).expanduser()
                 try:
                     self._backends[name] = OnnxRuntimeBackend(path, provider="cpu", threads=self.cfg.threads)
                 except (BundleError, BackendError, OSError) as exc:
