@@ -278,18 +278,23 @@ def calibrate_bundle(
     batch: int = 16,
     progress: Any = None,
 ) -> CalibrationResult:
-    """Refit DS statistics (if the bundle has DS) and the threshold on the real speech under ``real``."""
+    """Refit DS statistics (if the bundle has DS) and the threshold on the real speech under ``real``.
+
+    ``model_path`` None is the one-class member of the default model (``default_bundle_path()``, the only
+    embedded bundle with Discrepancy Scaling); :func:`calibrate_fusion` recalibrates the whole default pair.
+    """
     from stream_guard.bundle import (
         BundleError,
         BundleMetadata,
         Calibration,
+        default_bundle_path,
         read_metadata,
         resolve_bundle_path,
     )
 
     onnx = _onnx()
     try:
-        src = resolve_bundle_path(model_path)
+        src = resolve_bundle_path(default_bundle_path() if model_path is None else model_path)
         meta = read_metadata(src)
     except BundleError as exc:
         raise CalibrationError(str(exc)) from None
@@ -418,6 +423,7 @@ def calibrate_fusion(
         source = FusedBackend(src, provider="cpu")
     except (BundleError, BackendError) as exc:
         raise CalibrationError(str(exc)) from None
+    audio_files(Path(real).expanduser())  # a missing or empty folder is named before anything else
     try:
         fused_meta = source.metadata
         old_threshold = spec.threshold
