@@ -96,10 +96,14 @@ def export_oneclass(
         wrapper, example, ["score", "anomaly_map", "disc_0", "disc_1", "disc_2"], min_samples
     )
     disc_names = drop_outputs(proto, ["score", "anomaly_map"])
+    # A map on some pyramid levels only (model.levels) uses those levels' DS statistics only: the others are
+    # not in the graph, and the recorded tensors pair each kept level's statistics with its discrepancy.
+    levels = list(cfg.model.levels) if cfg.model.levels is not None else [0, 1, 2]
+    disc_names = [disc_names[i] for i in levels]
     init_names = {i.name for i in proto.graph.initializer}
-    mu_names = [n for i in range(3) for n in init_names if n.endswith(f"ds_mu_{i}")]
-    scale_names = [n for i in range(3) for n in init_names if n.endswith(f"ds_scale_{i}")]
-    if ds_on and (len(mu_names) != 3 or len(scale_names) != 3):
+    mu_names = [n for i in levels for n in init_names if n.endswith(f"ds_mu_{i}")]
+    scale_names = [n for i in levels for n in init_names if n.endswith(f"ds_scale_{i}")]
+    if ds_on and (len(mu_names) != len(levels) or len(scale_names) != len(levels)):
         raise ExportError(
             f"DS statistics are not plain initializers in the exported graph ({sorted(init_names)[:8]})"
         )
