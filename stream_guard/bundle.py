@@ -232,9 +232,9 @@ def resolve_bundle_path(model: str | Path | None) -> Path:
     model included) is refused with a message saying how to load it or which member to name."""
     path = resolve_model_path(model)
     if is_fusion_file(path):
-        what = "the default model" if model is None else str(path)
+        what = "the default model is" if model is None else "is"
         raise BundleError(
-            f"{path}: {what} is a fused pair of bundles, not a single bundle; load it with "
+            f"{path}: {what} a fused pair of bundles, not a single bundle; load it with "
             "stream_guard.backends.load_backend (as every command does), or name one member "
             "(--model oneclass or --model supervised)"
         )
