@@ -87,8 +87,9 @@ def test_files_that_are_not_bundles(tmp_path) -> None:
     future = build_bundle(tmp_path / "future.onnx", metadata=bundle_metadata(format_version=99))
     with pytest.raises(BundleError, match="format version 99"):
         load_backend(future)
-    with pytest.raises(BackendError, match="remote inference servers"):
-        load_backend("grpc://localhost:8001/model")
+    # a URL names a server (stream_guard.backends.kserve); a scheme it does not speak is refused at once
+    with pytest.raises(BackendError, match="KServe v2 over HTTP/REST is not supported"):
+        load_backend("http://localhost:8000/model")
     with pytest.raises(BackendError, match="threads"):
         load_backend(build_bundle(tmp_path / "ok.onnx"), threads=0)
 
