@@ -8,6 +8,7 @@ test_kserve_server.py.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -201,3 +202,18 @@ def test_import_stream_guard_needs_no_triton_client() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True, timeout=120)
+
+
+def test_server_command_errors_are_one_line(tmp_path: Path) -> None:
+    """Bad input to ``kserve_server`` (or a missing nvidia-pytriton) gives one line and status 2."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "stream_guard.backends.kserve_server", "--model", str(tmp_path / "gone.onnx")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    expected = (
+        "no such model file"
+        if importlib.util.find_spec("pytriton") is not None
+        else "nvidia-pytriton is not installed (pip install 'stream-guard[pytriton]'"
+    )
+    assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("kserve_server: error: ") and proc.stderr.count("\n") == 1

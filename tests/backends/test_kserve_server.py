@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -25,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bundles import speechlike
+from bundles import build_bundle, bundle_metadata, speechlike
 
 from stream_guard import AudioFormat, Engine, EngineConfig, StreamConfig
-from stream_guard.backends import BackendError, load_backend
+from stream_guard.backends import BackendError, FusedBackend, load_backend
+from stream_guard.backends.fused import FusionMember, FusionSpec, sha256_file
 from stream_guard.bundle import read_metadata
 from stream_guard.core.formats import encode
 from stream_guard.events import ErrorEvent, ScoreEvent, SummaryEvent
@@ -327,3 +329,40 @@ def test_server_killed_mid_stream_fails_windows_cleanly_and_recovers(
         remote.close()
     finally:
         srv.stop()
+
+
+def test_a_fused_pair_is_served_as_one_model(tmp_path: Path) -> None:
+    """The default model is a fusion file (two bundles + logistic regression): pytriton serves it whole."""
+    oc = build_bundle(tmp_path / "oneclass.onnx")
+    sup = build_bundle(
+        tmp_path / "supervised.onnx", kind="time",
+        metadata=bundle_metadata(name="test-time", family="supervised", score_kind="logit", min_audio_s=0.25),
+    )  # fmt: skip
+    fusion = FusionSpec(
+        name="test-fusion",
+        members=(
+            FusionMember("oneclass", oc.name, sha256_file(oc)),
+            FusionMember("supervised", sup.name, sha256_file(sup)),
+        ),
+        weights=(0.7, -0.3),
+        bias=1.25,
+        threshold=0.4,
+        fitted_on="test fixture",
+    ).write(tmp_path / "pair.fusion.json")
+    local = FusedBackend(fusion, provider="cpu", threads=1)
+    srv = ServerProcess(fusion, tmp_path / "server.log", name="fused")
+    try:
+        srv.wait_ready()
+        remote = load_backend(srv.url)
+        # the same metadata as JSON (the fused pair's extra nests its members' metadata: tuples become lists)
+        assert json.loads(remote.metadata.to_json()) == json.loads(local.metadata.to_json())
+        assert remote.metadata.calibration == local.metadata.calibration
+        assert remote.metadata.score_kind == "logit" and remote.metadata.family == "fused"
+        x = np.stack([speechlike(2.0, level=lv, seed=i) for i, lv in enumerate((0.02, 0.1, 0.3))])
+        (s_r, m_r), (s_l, m_l) = remote.infer(x), local.infer(x)
+        np.testing.assert_allclose(s_r, s_l, atol=ATOL, rtol=0)
+        np.testing.assert_allclose(m_r, m_l, atol=ATOL, rtol=0)
+        remote.close()
+    finally:
+        srv.stop()
+        local.close()
