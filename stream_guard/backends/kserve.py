@@ -304,8 +304,8 @@ class KServeV2Backend:
             raise BackendError(f"{self.url}: the server at {t.address} answers but is not live")
         try:
             ready = self._client.is_model_ready(model, version, client_timeout=timeout_s)
-        except Exception as exc:
-            ready, _ = False, exc
+        except Exception:  # the reason is looked up below
+            ready = False
         if not ready:
             raise BackendError(self._not_ready_message(timeout_s))
         try:
