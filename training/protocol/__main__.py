@@ -4,7 +4,8 @@
   ``report.md``, ``metrics.json`` and DET plots in the run folder (default ``runs/<name>``). Interrupt at any
   time; a rerun skips complete folds and resumes the training of the interrupted one.
 - ``report --run-dir DIR``: rewrite the report from the folds complete so far.
-- ``summary --run-dir DIR``: compact markdown tables (pooled and per-family EER, per-source false alarms).
+- ``summary --run-dir DIR [--detectors NAME ...]``: compact markdown tables (pooled and per-family EER,
+  per-source false alarms), every row or the named ones in that order.
 - ``tiny-corpus --out DIR``: the generated two-source corpus of the smoke test.
 - ``snapshot --corpus DIR --out M.csv``: a manifest of the clips a corpus build has finished so far (its
   per-clip sidecars), to start evaluating while a long build is still running.
@@ -24,13 +25,19 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--config", type=Path, required=True)
     r.add_argument("--run-dir", type=Path, default=None)
     r.add_argument("--manifest", default=None, help="override the config's manifest")
-    r.add_argument("--oneclass-bundle", default=None, help="override the config's one-class bundle")
+    r.add_argument(
+        "--oneclass-bundle",
+        default=None,
+        help="override the bundle of the one-class row the fusion uses (or the single bundle of a config "
+        "with oneclass_bundle)",
+    )
     r.add_argument("--fold", action="append", default=None, help="run only this fold (repeatable)")
     r.add_argument("--no-progress", action="store_true")
     w = sub.add_parser("report", help="rewrite the report of a run from its complete folds")
     w.add_argument("--run-dir", type=Path, required=True)
     m = sub.add_parser("summary", help="compact markdown tables of a run's metrics.json")
     m.add_argument("--run-dir", type=Path, required=True)
+    m.add_argument("--detectors", nargs="+", default=None, help="rows to print, in this order")
     g = sub.add_parser("tiny-corpus", help="write the generated two-source corpus")
     g.add_argument("--out", type=Path, required=True)
     g.add_argument("--silent-source", action="store_true", help="add a source with no usable speech")
@@ -63,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "summary":
             from .runner import summary_markdown
 
-            print(summary_markdown(args.run_dir), end="")
+            print(summary_markdown(args.run_dir, args.detectors), end="")
             return 0
         if args.cmd == "report":
             cfg, _ = load_protocol_config(args.run_dir / "protocol.yaml", need_supervised=False)
@@ -76,7 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.manifest:
             cfg.manifest = args.manifest
         if args.oneclass_bundle is not None:
-            cfg.oneclass_bundle = args.oneclass_bundle
+            partner = cfg.fusion_partner()
+            if cfg.oneclass_bundles is not None and partner is not None:
+                if not args.oneclass_bundle:
+                    raise ConfigError("--oneclass-bundle: a path is needed where the config has rows")
+                cfg.oneclass_bundles = {**cfg.oneclass_bundles, partner: args.oneclass_bundle}
+            else:
+                cfg.oneclass_bundle = args.oneclass_bundle
         run_dir = args.run_dir or Path("runs") / cfg.name
         runner = ProtocolRunner(cfg, sup, run_dir, progress=not args.no_progress)
         print(runner.run(only=args.fold))

@@ -573,6 +573,8 @@ def write_report(run_dir: Path, cfg: ProtocolConfig, folds: list[Fold]) -> Path:
             if key in t:
                 ok = t[key] < TARGETS[key]
                 parts.append(f"{label} {pct(t[key])} ({'meets' if ok else 'misses'} < {pct(TARGETS[key])})")
+        if "false_alarm" not in t and src_folds and det in metrics["trained_on_held_out"]:
+            parts.append("no left-out-source false alarms (it trained on every source of the source folds)")
         if parts:
             lines.append(f"- **{det}**: " + "; ".join(parts))
     if lines:
@@ -590,13 +592,19 @@ def write_report(run_dir: Path, cfg: ProtocolConfig, folds: list[Fold]) -> Path:
     return md
 
 
-def summary_markdown(run_dir: Path) -> str:
+def summary_markdown(run_dir: Path, detectors: list[str] | None = None) -> str:
     """Compact tables for the documentation from a run's ``metrics.json``: per detector and channel, the
-    pooled EER of the left-out families, each family's EER, and the false alarms on each left-out source."""
+    pooled EER of the left-out families, each family's EER, and the false alarms on each left-out source
+    (every detector of the run, or ``detectors`` in that order; an unknown name is a DataError)."""
     m = json.loads((Path(run_dir) / "metrics.json").read_text())
     channels = m["config"]["channels"]
     order = m.get("detectors", DETECTORS)
     dets = [d for d in order if d in m["pooled"] or any(d in f for f in m["folds"].values())]
+    if detectors:
+        unknown = [d for d in detectors if d not in dets]
+        if unknown:
+            raise DataError(f"{run_dir}: no detector {unknown} in this run ({dets})")
+        dets = list(detectors)
     trained = m.get("trained_on_held_out", {})
     fams = sorted(k for k in m["folds"] if k.startswith("family-"))
     srcs = sorted(k for k in m["folds"] if k.startswith("source-"))

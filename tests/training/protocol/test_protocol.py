@@ -107,6 +107,11 @@ def test_tiny_protocol_end_to_end_and_resume(tmp_path: Path) -> None:
     src_rows = [ln for ln in summary.splitlines() if ln.startswith("| baseline |")]
     assert all("*(trained)*" in ln for ln in src_rows[2:])  # the source table: gen_a trained on
     assert "no (trained on it)" in text
+    only = summary_markdown(run, ["fusion", "baseline"])
+    first = [ln.split(" | ")[0] for ln in only.splitlines() if "wideband" in ln][:2]
+    assert first == ["| fusion", "| baseline"]
+    with pytest.raises(DataError, match=r"no detector \['nope'\]"):
+        summary_markdown(run, ["nope"])
 
     # fused window scores are the fold's logistic formula on the two detectors' window scores
     fold = json.loads((run / "folds" / "family-vocoder" / "scores.json").read_text())
