@@ -48,6 +48,7 @@ def test_manifest_without_a_class_is_refused_before_training(tmp_path: Path, cap
     assert "family fold 'neural': no synthetic clip of that family" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # about 15 s on an idle 2-core machine, more under load
 def test_tiny_protocol_end_to_end_and_resume(tmp_path: Path) -> None:
     """Two one-class rows (a "baseline" that trained on gen_a, and "oneclass", the fusion partner), the
     supervised model and the fusion, every table; then the resume and rescoring rules."""
