@@ -43,7 +43,11 @@ START_TIMEOUT_S = 180.0
 def _pytriton_python() -> str | None:
     if os.environ.get("STREAM_GUARD_PYTRITON_PYTHON"):
         return os.environ["STREAM_GUARD_PYTRITON_PYTHON"]
-    return sys.executable if importlib.util.find_spec("pytriton") is not None else None
+    if importlib.util.find_spec("pytriton") is not None:
+        return sys.executable
+    # the README's test set-up gives the server its own environment next to .venv (pytriton pins numpy<2)
+    local = Path(__file__).resolve().parents[2] / ".venv-triton" / "bin" / "python"
+    return str(local) if local.exists() else None
 
 
 def _have_client() -> bool:
