@@ -83,10 +83,12 @@ def bench_feed(meta) -> list[dict]:
         raw = encode(np.clip(x, -1, 1), fmt)
         step = int(round(chunk_s * fmt.sample_rate)) * fmt.bytes_per_frame
         chunks = [raw[i : i + step] for i in range(0, len(raw), step)]
-        state = StreamState("bench", meta, fmt)
-        c0, t0 = cpu_seconds(), time.perf_counter()
-        windows = sum(len(state.feed(c)) for c in chunks)
-        cpu, wall = cpu_seconds() - c0, time.perf_counter() - t0
+        cpu = wall = float("inf")
+        for _ in range(3):  # best of three: the machine is shared, the minimum is the code's own cost
+            state = StreamState("bench", meta, fmt)
+            c0, t0 = time.process_time(), time.perf_counter()  # process_time: finer than psutil's ticks
+            windows = sum(len(state.feed(c)) for c in chunks)
+            cpu, wall = min(cpu, time.process_time() - c0), min(wall, time.perf_counter() - t0)
         out.append(
             {
                 "input": name,
@@ -101,18 +103,25 @@ def bench_feed(meta) -> list[dict]:
 
 
 def bench_results(meta, backend) -> dict:
+    """CPU of ``on_result`` per window, each window resolved as soon as it is cut (as in the engine, where a
+    stream has only a few windows in flight), with real scores and maps from the backend."""
+    x = speechlike(300.0, level=0.1)
+    probe = StreamState("probe", meta, AudioFormat(16000, "float32"), StreamConfig(warmup=False))
+    first = probe.feed(x[: 16000 * 18])
+    scores, maps = backend.infer(np.stack([w.samples for w in first[:32]]))
     state = StreamState("bench", meta, AudioFormat(16000, "float32"), StreamConfig(warmup=False))
-    windows = state.feed(speechlike(300.0, level=0.1))
-    scores, maps = backend.infer(np.stack([w.samples for w in windows[:32]]))
-    c0 = cpu_seconds()
-    events = 0
-    for i, w in enumerate(windows):
-        events += len(state.on_result(w, float(scores[i % 32]), maps[i % 32], 1.0))
-    cpu = cpu_seconds() - c0
+    cpu = 0.0
+    events = windows = 0
+    for start in range(0, len(x), 8000):
+        for w in state.feed(x[start : start + 8000]):
+            c0 = time.process_time()
+            events += len(state.on_result(w, float(scores[windows % 32]), maps[windows % 32], 1.0))
+            cpu += time.process_time() - c0
+            windows += 1
     return {
-        "windows": len(windows),
+        "windows": windows,
         "events": events,
-        "cpu_us_per_window": round(cpu / len(windows) * 1e6, 1),
+        "cpu_us_per_window": round(cpu / windows * 1e6, 1),
     }
 
 
