@@ -624,8 +624,9 @@ def summary_markdown(run_dir: Path, detectors: list[str] | None = None) -> str:
     if srcs:
         head = ["detector", "channel"] + [f.removeprefix("source-") for f in srcs]
         out += [
-            "False alarms on each left-out real source at the fold's dev threshold [95 % CI]; *(trained)*: "
-            "the detector trained on that source, so the figure is not a left-out one:",
+            "False alarms on each left-out real source at the fold's dev threshold [95 % CI]; †: the "
+            "detector (for the fusion: its one-class member) trained on that source, so the figure is not a "
+            "left-out one:",
             "",
         ]
         out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -636,7 +637,7 @@ def summary_markdown(run_dir: Path, detectors: list[str] | None = None) -> str:
                     fm = m["folds"][f].get(d, {}).get(ch, {})
                     cell = pct_ci(fm.get("false_alarm"), fm.get("false_alarm_ci"))
                     if trained.get(d, {}).get(f.removeprefix("source-")):
-                        cell += " *(trained)*"
+                        cell += " †"
                     cells.append(cell)
                 out.append("| " + " | ".join(cells) + " |")
         out.append("")

@@ -106,7 +106,7 @@ def test_tiny_protocol_end_to_end_and_resume(tmp_path: Path) -> None:
     assert trained["supervised"] == {"gen_a": False, "gen_b": False}
     assert trained["oneclass"]["gen_a"] is None and trained["fusion"]["gen_a"] is None  # provenance "none"
     src_rows = [ln for ln in summary.splitlines() if ln.startswith("| baseline |")]
-    assert all("*(trained)*" in ln for ln in src_rows[2:])  # the source table: gen_a trained on
+    assert all("†" in ln for ln in src_rows[2:])  # the source table: gen_a trained on
     assert "no (trained on it)" in text
     only = summary_markdown(run, ["fusion", "baseline"])
     first = [ln.split(" | ")[0] for ln in only.splitlines() if "wideband" in ln][:2]
