@@ -215,6 +215,7 @@ class ProtocolRunner:
         if only:
             folds = [f for f in folds if f.name in only]
         self.log(f"protocol {cfg.name}: {len(folds)} folds: {', '.join(f.name for f in folds)}")
+        self.oneclass_ids()  # every one-class bundle loads (or is named in an error) before any training
         for fold in folds:
             fold_dir = self.run_dir / "folds" / fold.name
             done = fold_dir / "scores.json"

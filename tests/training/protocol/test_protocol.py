@@ -169,6 +169,17 @@ def test_single_bundle_key_still_works_and_bad_bundle_rows_are_refused(tmp_path:
             load_protocol_config(_config(tmp_path, manifest, **over))
 
 
+def test_a_missing_bundle_is_named_before_any_training(tmp_path: Path, capsys) -> None:
+    manifest = build_protocol_corpus(tmp_path / "c", clips_per_speaker=1, spoof_clips=1)
+    cfg = _config(tmp_path, manifest, oneclass_bundles={"baseline": None, "oneclass": None})
+    run = tmp_path / "run"
+    missing = str(tmp_path / "missing.onnx")
+    assert main(["run", "--config", str(cfg), "--run-dir", str(run), "--oneclass-bundle", missing]) == 2
+    err = capsys.readouterr().err
+    assert f"one-class row 'oneclass': bundle {missing}" in err
+    assert not (run / "folds").exists()
+
+
 def test_fold_names_must_exist(tmp_path: Path) -> None:
     manifest = build_protocol_corpus(tmp_path / "c", clips_per_speaker=1, spoof_clips=1)
     cfg, sup = load_protocol_config(_config(tmp_path, manifest, source_folds=["gen_z"]))
