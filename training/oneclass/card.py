@@ -201,7 +201,7 @@ def write_card(
         "EER/AUC with bootstrap 95 % CIs, rates with Wilson 95 % CIs. Eval spoof systems (Flite, Festival, "
         "Griffin-Lim) and eval real speakers are never used in training or selection.\n"
     )
-    L.append("### Every scorer, per channel (DS on vs off, max vs top-k)\n")
+    L.append("### Every scorer, per channel (DS on vs off, max vs top-k vs mean)\n")
     L.append(HEAD.replace("| set |", "| scorer, channel |"))
     for s, per in scorers.items():
         for ch, m in per["channels"].items():

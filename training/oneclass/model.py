@@ -213,12 +213,12 @@ class STFPM(nn.Module):
 
     @torch.no_grad()
     def variants(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Scores of all four scorers (DS on/off x max/top-k) from one teacher/student pass."""
+        """Scores of all six scorers (DS on/off x max/top-k/mean) from one teacher/student pass."""
         discs = self.discrepancies(audio)
         out = {}
         for ds in (True, False):
             amap = self.maps(discs, ds)
-            for pooling in ("max", "topk"):
+            for pooling in ("max", "topk", "mean"):
                 out[f"{'ds' if ds else 'plain'}_{pooling}"] = pool_scores(
                     amap, pooling, self.cfg.topk_fraction
                 )

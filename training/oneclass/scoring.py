@@ -1,8 +1,8 @@
 """Scoring clips with an STFPM model, fitting DS statistics and the decision calibration.
 
 Clips are cut into windows exactly as the runtime does (``data.windows``); windows of equal length are
-batched. One teacher/student pass per window yields all four scorers (DS on/off x max/top-k), so DS on/off and
-the pooling choice are compared on identical features.
+batched. One teacher/student pass per window yields all six scorers (DS on/off x max/top-k/mean), so DS on/off
+and the pooling choice are compared on identical features.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 from .data import AudioCache, Clip, windows
 from .model import STFPM, DSAccumulator
 
-SCORERS = ("ds_max", "ds_topk", "plain_max", "plain_topk")
+SCORERS = ("ds_max", "ds_topk", "ds_mean", "plain_max", "plain_topk", "plain_mean")
 
 
 @dataclass

@@ -115,8 +115,9 @@ def test_variants_agree_with_forward(model: STFPM) -> None:
     v = model.variants(x)
     score, _ = model(x)
     torch.testing.assert_close(v["ds_topk"], score)
-    assert set(v) == {"ds_max", "ds_topk", "plain_max", "plain_topk"}
+    assert set(v) == {"ds_max", "ds_topk", "ds_mean", "plain_max", "plain_topk", "plain_mean"}
     assert (v["ds_max"] >= v["ds_topk"] - 1e-6).all()
+    assert (v["ds_topk"] >= v["ds_mean"] - 1e-6).all()
 
 
 def test_training_reduces_the_loss_on_a_fixed_batch(speech: np.ndarray) -> None:
