@@ -24,6 +24,8 @@ SCORER_NAMES = {
     "ds_topk": "DS, top-k mean",
     "plain_max": "plain STFPM, max",
     "plain_topk": "plain STFPM, top-k mean",
+    "ds_mean": "DS, mean",
+    "plain_mean": "plain STFPM, mean",
 }
 TARGETS = {"pooled_eer": 0.10, "system_eer": 0.20, "false_alarm": 0.05}
 

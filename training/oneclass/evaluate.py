@@ -122,9 +122,11 @@ def evaluate_run(
         "clip_score": "mean of window scores",
         "scorers": {},
     }
+    # a refit checkpoint's dev results hold its shipped scorer only (selection was the source run's)
+    dev_scorer = cfg.train.select_scorer if cfg.train.select_scorer in info["dev"]["eer"] else shipped
     rw.text(
         f"Checkpoint `{ckpt.name}` (epoch {info['epoch']}, {info['steps']} steps), selected on the dev split "
-        f"(dev EER of `{cfg.train.select_scorer}`: {pct(info['dev']['eer'][cfg.train.select_scorer])}). "
+        f"(dev EER of `{dev_scorer}`: {pct(info['dev']['eer'].get(dev_scorer))}). "
         f"Scored {len(scored)} clips of split `{split}`; a clip's score is the mean of its "
         f"{sc.window_s:g} s window scores (hop {sc.hop_s:g} s). Thresholds are the shipped ones, fitted on "
         f"dev (95th percentile of held-out real dev windows). EER and AUC carry bootstrap 95 % CIs ({n_boot} "
