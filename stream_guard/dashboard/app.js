@@ -71,7 +71,9 @@ class StreamView {
     // The same event can reach the page twice (its own WebRTC connection and /v1/events): keep the first.
     if (ev.window_index <= this.lastWindow) return;
     this.lastWindow = ev.window_index;
-    const p = ev.probability ?? 0;
+    // A window that abstained without inference (silence, clipping) has no score and no probability: it is
+    // counted and shown as "–", and leaves a gap in the chart instead of a point at 0.
+    const p = ev.probability ?? null;
     const s = ev.smoothed ?? p;
     this.points.push({ t: ev.end_s, p, s });
     const cutoff = ev.end_s - CHART_SPAN_S * 1.5;
@@ -202,7 +204,7 @@ class StreamView {
     ctx.setLineDash([]);
     ctx.fillStyle = "#8a97a6";
     for (const pt of this.points) {
-      if (pt.t >= t0) ctx.fillRect(x(pt.t) - 1.5, y(pt.p) - 1.5, 3, 3);
+      if (pt.t >= t0 && pt.p !== null) ctx.fillRect(x(pt.t) - 1.5, y(pt.p) - 1.5, 3, 3);
     }
     ctx.strokeStyle = "#3d8bd9";
     ctx.lineWidth = 2;
@@ -210,6 +212,10 @@ class StreamView {
     let first = true;
     for (const pt of this.points) {
       if (pt.t < t0) continue;
+      if (pt.s === null) {
+        first = true;
+        continue;
+      }
       if (first) ctx.moveTo(x(pt.t), y(pt.s));
       else ctx.lineTo(x(pt.t), y(pt.s));
       first = false;
