@@ -109,6 +109,11 @@ class Stream:
     def windows_dropped(self) -> int:
         return sum(c.state.dropped for c in self._channels)
 
+    @property
+    def windows_skipped(self) -> int:
+        """Abstaining windows reported without inference (``StreamConfig.skip_abstaining``)."""
+        return sum(c.state.skipped for c in self._channels)
+
     # --- audio in -----------------------------------------------------------------------------------------
 
     async def feed(self, data: AudioData) -> bool:

@@ -25,7 +25,8 @@ async def stream_through(engine, stream_id, fmt, data, chunk: int, config=None) 
     for i in range(0, len(data), chunk):
         await stream.feed(data[i : i + chunk])
         await asyncio.sleep(0)
-    await stream.close()
+    summary = await stream.close()
+    assert stream.windows_skipped == summary.windows_skipped
     return await consumer
 
 
