@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import sqlite3
 import ssl
 import time
@@ -362,11 +363,14 @@ class StreamGuardServer:
             except OSError as exc:  # a full disk must not stop scoring or alerting
                 self._sink_failed("jsonl", exc)
         if isinstance(event, ScoreEvent):
-            self.metrics.windows.inc()
-            self.metrics.latency.observe(event.latency_ms / 1000.0)
-            if not active.first_score:
-                active.first_score = True
-                self.metrics.first_score.observe(time.monotonic() - active.started)
+            if not math.isfinite(event.score):  # abstained without inference: nothing scored, no latency
+                self.metrics.skipped.inc()
+            else:
+                self.metrics.windows.inc()
+                self.metrics.latency.observe(event.latency_ms / 1000.0)
+                if not active.first_score:
+                    active.first_score = True
+                    self.metrics.first_score.observe(time.monotonic() - active.started)
         elif isinstance(event, AlertEvent):
             self.metrics.alerts.labels(event.state).inc()
         elif isinstance(event, SummaryEvent):

@@ -52,6 +52,9 @@ class ServerMetrics:
         )
         self.windows = Counter("streamguard_windows_scored", "Windows scored", registry=r)
         self.dropped = Counter("streamguard_windows_dropped", "Windows dropped under overload", registry=r)
+        self.skipped = Counter(
+            "streamguard_windows_skipped", "Windows that abstained without inference", registry=r
+        )
         self.latency = Histogram(
             "streamguard_window_latency_seconds",
             "From a window's last sample arriving to its score event",

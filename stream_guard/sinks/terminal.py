@@ -6,6 +6,7 @@ bounded history (the last ``history`` scores and map columns), so an all-day ses
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,8 @@ def verdict_text(verdict: str) -> Text:
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:
-    return "-" if value is None else format(value, spec)
+    """A table cell: "-" for no number (None, or NaN: a window that abstained without inference)."""
+    return "-" if value is None or not math.isfinite(value) else format(value, spec)
 
 
 @dataclass

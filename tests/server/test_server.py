@@ -80,6 +80,43 @@ def test_health_and_metrics(phone_bundle, tmp_path):
     assert "streamguard_active_streams" in metrics and "streamguard_window_latency_seconds" in metrics
 
 
+def test_metrics_count_skipped_windows_apart_from_scored_ones(phone_bundle, tmp_path):
+    """Silent windows abstain without inference: counted as skipped, never as scored, no latency recorded."""
+    audio = np.concatenate([noise(3.0, 0.02, rate=16000), np.zeros(3 * 16000, np.float32)])
+
+    def metric(text: str, name: str) -> float:
+        line = next(x for x in text.splitlines() if x.startswith(name + " "))
+        return float(line.split()[1])
+
+    async def main():
+        async with (
+            running(phone_bundle, tmp_path) as server,
+            connect(url(server, "/v1/stream"), proxy=None) as ws,
+        ):
+            await ws.send(json.dumps({"type": "start", "stream": "quiet", "sample_rate": 16000}))
+            await ws.recv()
+            for i in range(0, len(audio), 3200):
+                await ws.send(pcm16(audio[i : i + 3200]))
+            await ws.send(json.dumps({"type": "stop"}))
+            events = []
+            while not events or events[-1]["type"] != "summary":
+                events.append(json.loads(await ws.recv()))
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            base = f"http://127.0.0.1:{server.port}"
+            metrics = await asyncio.to_thread(lambda: opener.open(base + "/metrics").read().decode())
+            return events, metrics
+
+    events, metrics = asyncio.run(main())
+    score_events = [e for e in events if e["type"] == "score"]
+    skipped = [e for e in score_events if e["score"] is None]
+    assert skipped and len(skipped) < len(score_events), "the silent half abstains, the noisy half is scored"
+    assert all("no_speech" in e["reasons"] for e in skipped)
+    assert events[-1]["windows_skipped"] == len(skipped)
+    assert metric(metrics, "streamguard_windows_skipped_total") == len(skipped)
+    assert metric(metrics, "streamguard_windows_scored_total") == len(score_events) - len(skipped)
+    assert metric(metrics, "streamguard_window_latency_seconds_count") == len(score_events) - len(skipped)
+
+
 def test_native_protocol_streams_events_back(phone_bundle, tmp_path):
     audio = noise(4.0, 0.02, rate=16000)
 
