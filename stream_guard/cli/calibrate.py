@@ -29,7 +29,7 @@ import argparse
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -614,19 +614,9 @@ def run_fusion(args: argparse.Namespace) -> int:
         "weights_after": list(result.weights_after),
         "skipped": list(result.skipped),
     }
-    if args.json:
-        print(json.dumps(info))
+    con = _report_start(args, info, result.skipped, result.windows)
+    if con is None:
         return EXIT_OK
-    from stream_guard.cli.common import stderr_console
-
-    con = stderr_console()
-    for s in result.skipped:
-        con.print(f"[yellow]skipped[/] {s}", soft_wrap=True)
-    if result.windows < RECOMMENDED_WINDOWS:
-        con.print(
-            f"[yellow]note:[/] only {result.windows} windows; "
-            "a few minutes of speech gives steadier statistics"
-        )
     weights = ", ".join(
         f"{a:.4g} -> {b:.4g}" for a, b in zip(result.weights_before, result.weights_after, strict=True)
     )
@@ -641,6 +631,26 @@ def run_fusion(args: argparse.Namespace) -> int:
         soft_wrap=True,
     )
     return EXIT_OK
+
+
+def _report_start(
+    args: argparse.Namespace, info: dict[str, Any], skipped: Sequence[str], windows: int
+) -> Any:
+    """With ``--json``, print the result object and return None; otherwise print the skipped files and a
+    short-data note to stderr and return that console for the command's closing line."""
+    if args.json:
+        print(json.dumps(info))
+        return None
+    from stream_guard.cli.common import stderr_console
+
+    con = stderr_console()
+    for s in skipped:
+        con.print(f"[yellow]skipped[/] {s}", soft_wrap=True)
+    if windows < RECOMMENDED_WINDOWS:
+        con.print(
+            f"[yellow]note:[/] only {windows} windows; a few minutes of speech gives steadier statistics"
+        )
+    return con
 
 
 def run(args: argparse.Namespace) -> int:
@@ -660,19 +670,9 @@ def run(args: argparse.Namespace) -> int:
         "threshold_after": result.threshold_after,
         "skipped": list(result.skipped),
     }
-    if args.json:
-        print(json.dumps(info))
+    con = _report_start(args, info, result.skipped, result.windows)
+    if con is None:
         return EXIT_OK
-    from stream_guard.cli.common import stderr_console
-
-    con = stderr_console()
-    for s in result.skipped:
-        con.print(f"[yellow]skipped[/] {s}")
-    if result.windows < RECOMMENDED_WINDOWS:
-        con.print(
-            f"[yellow]note:[/] only {result.windows} windows; "
-            "a few minutes of speech gives steadier statistics"
-        )
     con.print(
         f"calibrated on {result.windows} windows ({result.seconds / 60:.1f} min, {result.files} files); "
         f"DS statistics {'refitted' if result.ds_refitted else 'not used by this bundle'}; threshold "
