@@ -10,10 +10,17 @@ order), so a baseline and variants are rows measured on the same folds, windows 
 combines one of them (``fusion_oneclass``; by default the one named ``oneclass``, else the embedded default,
 else the last) with the supervised model. The older single-bundle key ``oneclass_bundle`` still works and
 means ``{oneclass: <path>}`` (``""``: no one-class model and no fusion).
+
+A row whose path contains ``{source}`` is a bundle per source fold (one-class models retrained without that
+source, e.g. ``runs/loo-final/oneclass-folds/{source}.onnx``): a source fold S scores the bundle at the path
+with S filled in, so the fold's false alarms are left-out ones for that row; a family fold scores the embedded
+default, because a one-class model never trains on synthetic speech, so leaving a family out changes nothing
+for it. A source fold whose bundle does not exist yet is scored without that row (a rerun adds it).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -25,6 +32,21 @@ from training.oneclass.config import ConfigError
 __all__ = ["ConfigError", "ProtocolConfig", "load_protocol_config"]
 
 RESERVED = ("supervised", "fusion")
+SOURCE_FIELD = "{source}"  # the placeholder of a per-source-fold bundle path
+
+
+def is_template(bundle: str | None) -> bool:
+    """Whether a one-class row's bundle path names a bundle per source fold."""
+    return bundle is not None and SOURCE_FIELD in bundle
+
+
+def fold_bundle(bundle: str | None, kind: str, held_out: str) -> str | None:
+    """The bundle a row scores in one fold: the path as given, or for a templated row the held-out source's
+    bundle in a source fold and the embedded default (None) in a family fold."""
+    if not is_template(bundle):
+        return bundle
+    assert bundle is not None
+    return bundle.replace(SOURCE_FIELD, held_out) if kind == "source" else None
 
 
 @dataclass
@@ -117,6 +139,11 @@ def load_protocol_config(path: str | Path, need_supervised: bool = True) -> tupl
             if bundle is not None and (not isinstance(bundle, str) or not bundle):
                 raise ConfigError(
                     f"{path}: oneclass_bundles: {name!r} needs a bundle path or null (embedded)"
+                )
+            if bundle is not None and re.search(r"\{(?!source\})[^}]*\}", bundle):
+                raise ConfigError(
+                    f"{path}: oneclass_bundles: {name!r}: {bundle!r}: the only placeholder a bundle path may "
+                    f"hold is {SOURCE_FIELD} (the left-out source of a source fold)"
                 )
     if cfg.fusion_oneclass is not None and cfg.fusion_oneclass not in cfg.bundles():
         raise ConfigError(

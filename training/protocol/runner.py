@@ -13,7 +13,9 @@ Every detector is judged on the same windows (:func:`training.supervised.scoring
 score is the mean of its window scores, compared with the threshold the way the runtime's summary verdict is.
 One-class bundles (one or several, each a row) are scored as they are (they never train on synthetic speech;
 a source fold is left out for a bundle only if the bundle did not train on that source, which the report
-marks from the bundle's provenance). The fusion of one of them with the supervised model is refitted in every
+marks from the bundle's provenance); a row may name a bundle per source fold (a path with ``{source}``: a
+one-class model retrained without that source), scored in that source fold, the embedded default in family
+folds. The fusion of one of them with the supervised model is refitted in every
 fold on that fold's dev windows only. Thresholds: the ``threshold_quantile`` of dev real window scores, per
 detector and fold.
 
@@ -43,7 +45,7 @@ from training.evaluation.report import ReportWriter, detection_metrics, pct, pct
 from training.fusion.fit import FusionError, fit_logistic_regression
 from training.oneclass.data import AudioCache, Clip, DataError, read_manifest, require, select, subsample
 
-from .config import ProtocolConfig, save_protocol_config
+from .config import ProtocolConfig, fold_bundle, is_template, save_protocol_config
 
 DETECTORS = ("oneclass", "supervised", "fusion")  # the rows of a run with one one-class bundle
 TARGETS = {"pooled_eer": 0.15, "family_eer": 0.30, "false_alarm": 0.10}
@@ -158,34 +160,56 @@ class ProtocolRunner:
             fh.write(line + "\n")
 
     # ------------------------------------------------------------------ detectors
-    def oneclass_backends(self) -> dict[str, Any]:
-        """Row name -> loaded bundle, in table order (empty: no one-class model)."""
+    def row_bundles(self, fold: Fold | None = None) -> dict[str, str | None]:
+        """Row name -> the bundle path it scores in ``fold`` (None = the embedded default), in table order.
+        A templated row whose source-fold bundle does not exist (yet) is left out of that fold; without a
+        fold, the rows every fold shares (a templated row as in family folds)."""
+        out: dict[str, str | None] = {}
+        for name, bundle in self.cfg.bundles().items():
+            if fold is None:
+                out[name] = fold_bundle(bundle, "family", "")
+                continue
+            path = fold_bundle(bundle, fold.kind, fold.held_out)
+            if is_template(bundle) and path is not None and not Path(path).expanduser().is_file():
+                continue
+            out[name] = path
+        return out
+
+    def _backend(self, name: str, bundle: str | None) -> Any:
         from stream_guard.backends import OnnxRuntimeBackend
         from stream_guard.backends.base import BackendError
         from stream_guard.bundle import BundleError, default_bundle_path
 
-        for name, bundle in self.cfg.bundles().items():
-            if name not in self._backends:
-                # None: the embedded one-class bundle (the member of the default fused pair whose map users
-                # see), not the default model, which is the fused pair itself.
-                path = default_bundle_path() if bundle is None else Path(bundle).expanduser()
-                try:
-                    self._backends[name] = OnnxRuntimeBackend(path, provider="cpu", threads=self.cfg.threads)
-                except (BundleError, BackendError, OSError) as exc:
-                    raise DataError(f"one-class row {name!r}: bundle {bundle or 'embedded'}: {exc}") from None
-        return {name: self._backends[name] for name in self.cfg.bundles()}
+        # None: the embedded one-class bundle (the member of the default fused pair whose map users see),
+        # not the default model, which is the fused pair itself.
+        path = default_bundle_path() if bundle is None else Path(bundle).expanduser()
+        key = str(path)
+        if key not in self._backends:
+            try:
+                self._backends[key] = OnnxRuntimeBackend(path, provider="cpu", threads=self.cfg.threads)
+            except (BundleError, BackendError, OSError) as exc:
+                raise DataError(f"one-class row {name!r}: bundle {bundle or 'embedded'}: {exc}") from None
+        return self._backends[key]
 
-    def oneclass_ids(self) -> dict[str, dict[str, Any]]:
-        """Row name -> ``{path, sha256, name, trained_sources}`` of each bundle (what a rerun compares)."""
+    def oneclass_backends(self, fold: Fold | None = None) -> dict[str, Any]:
+        """Row name -> loaded bundle for ``fold``, in table order (empty: no one-class model)."""
+        return {name: self._backend(name, b) for name, b in self.row_bundles(fold).items()}
+
+    def oneclass_ids(self, fold: Fold | None = None) -> dict[str, dict[str, Any]]:
+        """Row name -> ``{path, sha256, name, trained_sources}`` of each bundle ``fold`` scores (what a rerun
+        compares)."""
         from stream_guard.backends.fused import sha256_file
 
-        for name, oc in self.oneclass_backends().items():
-            if name not in self._ids:
-                self._ids[name] = {
+        out = {}
+        for name, oc in self.oneclass_backends(fold).items():
+            key = str(oc.path)
+            if key not in self._ids:
+                self._ids[key] = {
                     "path": str(oc.path), "sha256": sha256_file(oc.path), "name": oc.metadata.name,
                     "trained_sources": trained_sources(oc.metadata.training),
                 }  # fmt: skip
-        return {name: self._ids[name] for name in self.cfg.bundles()}
+            out[name] = self._ids[key]
+        return out
 
     def supervised_config(self, fold: Fold) -> Any:
         from training.supervised.config import load_config
@@ -215,13 +239,18 @@ class ProtocolRunner:
         if only:
             folds = [f for f in folds if f.name in only]
         self.log(f"protocol {cfg.name}: {len(folds)} folds: {', '.join(f.name for f in folds)}")
-        self.oneclass_ids()  # every one-class bundle loads (or is named in an error) before any training
+        # every one-class bundle loads (or is named in an error) before any training
+        for fold in folds:
+            ids = self.oneclass_ids(fold)
+            missing = [n for n in self.cfg.bundles() if n not in ids]
+            if missing:
+                self.log(f"{fold.name}: no bundle yet for the per-fold row(s) {missing}; scored without them")
         for fold in folds:
             fold_dir = self.run_dir / "folds" / fold.name
             done = fold_dir / "scores.json"
             if done.exists():
                 prev = json.loads(done.read_text())
-                if _recorded_rows(prev) == self.current_rows():
+                if _recorded_rows(prev) == self.current_rows(fold):
                     self.log(f"{fold.name}: complete, skipped")
                     continue
                 self.log(
@@ -310,8 +339,8 @@ class ProtocolRunner:
                 k: {p: np.asarray(v) for p, v in st[k].items()} for k in ("dev_real", "dev_spoof", "report")
             }
         }
-        backends = self.oneclass_backends()
-        ids = self.oneclass_ids()
+        backends = self.oneclass_backends(fold)
+        ids = self.oneclass_ids(fold)
         # The windows the supervised model scored (same window and hop). A clip too short for a one-class
         # minimum gets no score there and drops out of every detector's rows, so all rows see the same clips.
         min_audio = max([st["min_audio_s"], *(oc.metadata.min_audio_s for oc in backends.values())])
@@ -325,15 +354,19 @@ class ProtocolRunner:
             for set_name, sup_set in scores["supervised"].items():
                 set_clips = [by_path[p] for p in sup_set if p in by_path]
                 w = self._score_oneclass(
-                    name, oc, set_clips, cache, st["window_s"], min_audio, st["sample_rate"], fold.name
-                )
+                    name, ids[name]["sha256"], oc, set_clips, cache, st["window_s"], min_audio,
+                    st["sample_rate"], fold.name,
+                )  # fmt: skip
                 scores[name][set_name] = w
-            self._save_cache(name, st["window_s"], min_audio)
+            self._save_cache(ids[name]["sha256"], st["window_s"], min_audio)
         thresholds = {
             name: float(np.quantile(np.concatenate(list(s["dev_real"].values())), cfg.threshold_quantile))
             for name, s in scores.items()
         }
         partner = cfg.fusion_partner()
+        if partner is not None and partner not in scores:
+            self.log(f"{fold.name}: no fusion (its one-class row {partner!r} has no bundle in this fold)")
+            partner = None
         fusion = None
         if partner is not None:
             fusion = self._fuse(scores, partner)
@@ -368,37 +401,39 @@ class ProtocolRunner:
             },
         )  # fmt: skip
 
-    def current_rows(self) -> dict[str, Any]:
+    def current_rows(self, fold: Fold) -> dict[str, Any]:
         """What a complete fold must have been scored with: each bundle's SHA-256 and the fusion partner."""
+        ids = self.oneclass_ids(fold)
+        partner = self.cfg.fusion_partner()
         return {
-            "bundles": {name: i["sha256"] for name, i in self.oneclass_ids().items()},
-            "fusion": self.cfg.fusion_partner(),
+            "bundles": {name: i["sha256"] for name, i in ids.items()},
+            "fusion": partner if partner in ids else None,
         }
 
-    def _cache_file(self, name: str, window_s: float, min_audio_s: float) -> Path:
-        sha = self.oneclass_ids()[name]["sha256"][:16]
+    def _cache_file(self, sha: str, window_s: float, min_audio_s: float) -> Path:
         tag = f"w{window_s:g}-h{self.cfg.hop_s:g}-m{min_audio_s:g}"
-        return self.run_dir / "oneclass_cache" / f"{sha}-{tag}.json"
+        return self.run_dir / "oneclass_cache" / f"{sha[:16]}-{tag}.json"
 
-    def _cache(self, name: str, window_s: float, min_audio_s: float) -> dict[str, list[float]]:
-        key = str(self._cache_file(name, window_s, min_audio_s))
+    def _cache(self, sha: str, window_s: float, min_audio_s: float) -> dict[str, list[float]]:
+        key = str(self._cache_file(sha, window_s, min_audio_s))
         if key not in self._caches:
             path = Path(key)
             self._caches[key] = json.loads(path.read_text()) if path.exists() else {}
         return self._caches[key]
 
-    def _save_cache(self, name: str, window_s: float, min_audio_s: float) -> None:
-        path = self._cache_file(name, window_s, min_audio_s)
-        _atomic_json(path, self._cache(name, window_s, min_audio_s))
+    def _save_cache(self, sha: str, window_s: float, min_audio_s: float) -> None:
+        path = self._cache_file(sha, window_s, min_audio_s)
+        _atomic_json(path, self._cache(sha, window_s, min_audio_s))
 
     def _score_oneclass(
-        self, name: str, oc: Any, clips: list[Clip], cache: AudioCache, window_s: float, min_audio_s: float,
-        sr: int, fold_name: str,
+        self, name: str, sha: str, oc: Any, clips: list[Clip], cache: AudioCache, window_s: float,
+        min_audio_s: float, sr: int, fold_name: str,
     ) -> dict[str, np.ndarray]:  # fmt: skip
-        """Window scores of one bundle; each clip is scored once per bundle and run (kept on disk)."""
+        """Window scores of one bundle (``sha``: its SHA-256); each clip is scored once per bundle and run
+        (kept on disk), whichever row or fold asks."""
         from training.supervised.scoring import score_windows
 
-        known = self._cache(name, window_s, min_audio_s)
+        known = self._cache(sha, window_s, min_audio_s)
         todo = [c for c in clips if str(c.path) not in known]
         if todo:
             self.log(f"{fold_name}: scoring {len(todo)} clips with the one-class row {name!r}")
@@ -457,7 +492,12 @@ def write_report(run_dir: Path, cfg: ProtocolConfig, folds: list[Fold]) -> Path:
     rep = ReportWriter(run_dir, f"Leave-one-out evaluation: {cfg.name}")
     dets = [d for d in cfg.detectors() if any(d in f["thresholds"] for f in done.values())]
     pending = [f.name for f in folds if f.name not in done and f.name not in failed]
-    rows_desc = ", ".join(f"`{n}` = {b or 'the embedded default'}" for n, b in cfg.bundles().items())
+    rows_desc = ", ".join(
+        f"`{n}` = "
+        + (f"{b} in source folds, the embedded default in family folds" if is_template(b) else "")
+        + ("" if is_template(b) else b or "the embedded default")
+        for n, b in cfg.bundles().items()
+    )
     partner = cfg.fusion_partner()
     rep.text(
         f"Manifest `{cfg.manifest}`; channels {', '.join(cfg.channels)}; "
@@ -544,7 +584,14 @@ def write_report(run_dir: Path, cfg: ProtocolConfig, folds: list[Fold]) -> Path:
                     ]
                 )
         if rows_s:
-            note = " (one-class bundles are not retrained per fold)" if det != "supervised" else ""
+            note = ""
+            if det in cfg.bundles() or det == "fusion":
+                row = cfg.fusion_partner() if det == "fusion" else det
+                note = (
+                    " (a one-class bundle retrained without each source)"
+                    if is_template(cfg.bundles().get(row or ""))
+                    else " (one-class bundles are not retrained per fold)"
+                )
             rep.table(
                 f"{det}: leave one real source out{note}",
                 ("left-out source", "clips", "false alarms [95 % CI]", "left out for this detector"),

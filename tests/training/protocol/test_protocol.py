@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import yaml
 
+from stream_guard.bundle import default_bundle_path
 from training.oneclass.data import DataError
 from training.protocol.__main__ import main
-from training.protocol.config import ConfigError, load_protocol_config
+from training.protocol.config import ConfigError, fold_bundle, load_protocol_config
 from training.protocol.runner import ProtocolRunner, summary_markdown, trained_sources
 from training.protocol.tiny import build_protocol_corpus
 
@@ -148,6 +149,43 @@ def test_tiny_protocol_end_to_end_and_resume(tmp_path: Path) -> None:
     log = (run / "protocol.log").read_text()
     assert "with the one-class row 'oneclass'" in log and "row 'baseline'" not in log
 
+    # a row retrained per source fold: a bundle per left-out source (provenance without that source), the
+    # embedded default in family folds; a source fold whose bundle is missing is scored without the row, and a
+    # rerun adds it once it exists
+    folds_dir = tmp_path / "oneclass-folds"
+    folds_dir.mkdir()
+    build_bundle(
+        folds_dir / "gen_a.onnx",
+        metadata=bundle_metadata(name="retrained without gen_a", training={"data": "x (gen_b 0.01 h)"}),
+    )
+    cfg.oneclass_bundles = {**bundles, "loso": str(folds_dir / "{source}.onnx")}
+    src = ["source-gen_a", "source-gen_b", "family-vocoder"]
+    ProtocolRunner(cfg, sup, run, progress=False).run(only=src)
+    gen_a = json.loads((run / "folds" / "source-gen_a" / "scores.json").read_text())
+    assert gen_a["oneclass_bundles"]["loso"]["path"] == str(folds_dir / "gen_a.onnx")
+    gen_b = json.loads((run / "folds" / "source-gen_b" / "scores.json").read_text())
+    assert "loso" not in gen_b["oneclass_bundles"] and "loso" not in gen_b["thresholds"]
+    fam = json.loads((run / "folds" / "family-vocoder" / "scores.json").read_text())
+    assert fam["oneclass_bundles"]["loso"]["path"] == str(default_bundle_path())
+    build_bundle(
+        folds_dir / "gen_b.onnx",
+        metadata=bundle_metadata(name="retrained without gen_b", training={"data": "x (gen_a 0.01 h)"}),
+    )
+    (run / "protocol.log").write_text("")
+    ProtocolRunner(cfg, sup, run, progress=False).run(only=src)
+    log = (run / "protocol.log").read_text()
+    assert "source-gen_a: complete, skipped" in log and "family-vocoder: complete, skipped" in log
+    assert "source-gen_b: scoring" in log  # only the new fold bundle is scored
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["trained_on_held_out"]["loso"] == {"gen_a": False, "gen_b": False}
+    assert metrics["folds"]["source-gen_b"]["loso"]["wideband"]["n_real"] > 0
+    loso_rows = [ln for ln in summary_markdown(run, ["loso"]).splitlines() if ln.startswith("| loso |")]
+    assert len(loso_rows) == 4 and not any("†" in ln for ln in loso_rows[2:])
+    assert (
+        "loso: leave one real source out (a one-class bundle retrained without each source)"
+        in (run / "report.md").read_text()
+    )
+
 
 def test_single_bundle_key_still_works_and_bad_bundle_rows_are_refused(tmp_path: Path) -> None:
     manifest = tmp_path / "m.csv"
@@ -164,6 +202,7 @@ def test_single_bundle_key_still_works_and_bad_bundle_rows_are_refused(tmp_path:
         ({"oneclass_bundles": {"a": ""}}, "'a' needs a bundle path or null"),
         ({"oneclass_bundles": {"a": None}, "oneclass_bundle": "b.onnx"}, "not both"),
         ({"oneclass_bundles": {"a": None}, "fusion_oneclass": "b"}, "fusion_oneclass 'b' is not one of"),
+        ({"oneclass_bundles": {"a": "f/{fold}.onnx"}}, r"the only placeholder .* is \{source\}"),
     ):
         with pytest.raises(ConfigError, match=msg):
             load_protocol_config(_config(tmp_path, manifest, **over))
@@ -191,3 +230,10 @@ def test_trained_sources_from_bundle_provenance() -> None:
     data = "12260 real clips of split 'train' from m.csv (asterisk 5.73 h, fillets_cs 2.36 h); augmentation"
     assert trained_sources({"data": data}) == ["asterisk", "fillets_cs"]
     assert trained_sources({"data": "none"}) is None and trained_sources(None) is None
+
+
+def test_a_templated_row_names_one_bundle_per_source_fold() -> None:
+    tpl = "runs/f/{source}.onnx"
+    assert fold_bundle(tpl, "source", "hedgewars") == "runs/f/hedgewars.onnx"
+    assert fold_bundle(tpl, "family", "vocoder") is None  # the embedded default
+    assert fold_bundle("b.onnx", "source", "x") == "b.onnx" and fold_bundle(None, "source", "x") is None
