@@ -6,6 +6,8 @@
 - ``report --run-dir DIR``: rewrite the report from the folds complete so far.
 - ``summary --run-dir DIR [--detectors NAME ...]``: compact markdown tables (pooled and per-family EER,
   per-source false alarms), every row or the named ones in that order.
+- ``oneclass-folds --out DIR [--sources S ...]``: the one-class bundles retrained per left-out source
+  (``DIR/<S>.onnx``, for a row ``{source}`` path; see :mod:`training.protocol.oneclass_folds`); resumable.
 - ``tiny-corpus --out DIR``: the generated two-source corpus of the smoke test.
 - ``snapshot --corpus DIR --out M.csv``: a manifest of the clips a corpus build has finished so far (its
   per-clip sidecars), to start evaluating while a long build is still running.
@@ -38,6 +40,22 @@ def main(argv: list[str] | None = None) -> int:
     m = sub.add_parser("summary", help="compact markdown tables of a run's metrics.json")
     m.add_argument("--run-dir", type=Path, required=True)
     m.add_argument("--detectors", nargs="+", default=None, help="rows to print, in this order")
+    o = sub.add_parser(
+        "oneclass-folds", help="train, refit and export a one-class bundle per left-out source"
+    )
+    o.add_argument("--out", type=Path, default=Path("runs/loo-final/oneclass-folds"))
+    o.add_argument("--sources", nargs="+", default=None, help="sources to leave out, in this order")
+    o.add_argument("--base", type=Path, default=None, help="training config (default: the shipped recipe)")
+    o.add_argument("--prefix", default="stfpm-lite0-v2-loso", help="bundle names: PREFIX-SOURCE")
+    o.add_argument(
+        "--set",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="refit override (default: pooling=mean, the shipped scoring); --set none: no refit",
+    )
+    o.add_argument("--manifest", default=None, help="override the training config's manifest")
+    o.add_argument("--max-steps", type=int, default=None, help="training steps per fold (smoke tests)")
     g = sub.add_parser("tiny-corpus", help="write the generated two-source corpus")
     g.add_argument("--out", type=Path, required=True)
     g.add_argument("--silent-source", action="store_true", help="add a source with no usable speech")
@@ -58,6 +76,21 @@ def main(argv: list[str] | None = None) -> int:
 
             print(build_protocol_corpus(args.out, silent_source=args.silent_source))
             return 0
+        if args.cmd == "oneclass-folds":
+            from . import oneclass_folds as of
+
+            refit_set = of.DEFAULT_REFIT if args.set is None else [s for s in args.set if s != "none"]
+            status = of.make_folds(
+                args.out,
+                args.sources or of.DEFAULT_SOURCES,
+                args.base or of.DEFAULT_BASE,
+                args.prefix,
+                refit_set,
+                args.manifest,
+                args.max_steps,
+            )
+            failed = {k: v for k, v in status.items() if v not in ("done", "skipped")}
+            return 1 if failed else 0
         if args.cmd == "snapshot":
             from .tiny import snapshot_manifest
 

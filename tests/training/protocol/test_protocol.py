@@ -237,3 +237,45 @@ def test_a_templated_row_names_one_bundle_per_source_fold() -> None:
     assert fold_bundle(tpl, "source", "hedgewars") == "runs/f/hedgewars.onnx"
     assert fold_bundle(tpl, "family", "vocoder") is None  # the embedded default
     assert fold_bundle("b.onnx", "source", "x") == "b.onnx" and fold_bundle(None, "source", "x") is None
+
+
+def test_oneclass_folds_driver_chains_train_refit_export_and_resumes(tmp_path: Path) -> None:
+    """The driver's fold configs and its resume rules, with the three commands faked (no training)."""
+    from training.protocol.oneclass_folds import fold_config, make_folds
+
+    base = yaml.safe_load((REPO / "training/oneclass/configs/default.yaml").read_text())
+    cfg = fold_config(base, "hedgewars", "p")
+    assert cfg["name"] == "p-hedgewars" and cfg["data"]["exclude_sources"] == ["hedgewars"]
+    assert cfg["train"] == base["train"] and cfg["augment"] == base["augment"]  # the shipped step budget
+    assert "exclude_sources" not in base["data"]  # the base is not modified
+
+    calls: list[tuple[str, str]] = []
+
+    def fake(cmd: list[str], log: Path) -> int:
+        step = "export" if "export" in cmd else "refit" if "training.oneclass.refit" in cmd else "train"
+        source = log.parent.name
+        calls.append((source, step))
+        if source == "bad" and step == "refit":
+            return 3
+        if step == "export":
+            Path(cmd[cmd.index("--out") + 1]).write_bytes(b"bundle")
+            assert cmd[cmd.index("--name") + 1] == f"p-{source}"
+        if step == "refit":
+            assert cmd[cmd.index("--set") + 1] == "pooling=mean"
+        return 0
+
+    out = tmp_path / "folds"
+    said: list[str] = []
+    status = make_folds(out, ["a", "bad", "b"], prefix="p", run=fake, say=said.append)
+    assert status["a"] == "done" and status["b"] == "done" and "refit exited with status 3" in status["bad"]
+    assert calls == [("a", s) for s in ("train", "refit", "export")] + [
+        ("bad", "train"),
+        ("bad", "refit"),
+    ] + [("b", s) for s in ("train", "refit", "export")]
+    assert (out / "a.onnx").exists() and not (out / "bad.onnx").exists()
+    written = yaml.safe_load((out / "a" / "fold.yaml").read_text())
+    assert written["data"]["exclude_sources"] == ["a"]
+    # a rerun skips the finished folds and retries the failed one
+    calls.clear()
+    status = make_folds(out, ["a", "bad", "b"], prefix="p", run=fake, say=said.append)
+    assert status["a"] == status["b"] == "skipped" and calls == [("bad", "train"), ("bad", "refit")]
