@@ -113,6 +113,7 @@ def make_folds(
         refitted = run_dir / "refit" / "best.pt"
         staged = run_dir / f"{source}.onnx"
         t0 = time.time()
+        trained = False
         steps: list[tuple[str, list[str], Callable[[], bool]]] = [
             (
                 "train",
@@ -145,6 +146,7 @@ def make_folds(
                 rc = run(cmd, log)
                 if rc != 0:
                     raise FoldError(f"{step} exited with status {rc} (see {log})")
+                trained = trained or step == "train"
                 say(f"{tag}: {step} done in {time.time() - t1:.0f} s")
             if not staged.exists():
                 raise FoldError(f"export wrote no bundle {staged} (see {log})")
@@ -153,13 +155,15 @@ def make_folds(
             say(f"{tag}: failed: {exc}")
             status[source] = str(exc)
             continue
-        fold_times.append(time.time() - t0)
         status[source] = "done"
+        took = time.time() - t0
+        if trained:  # a fold resumed after its training says nothing about the time a fold takes
+            fold_times.append(took)
         left = sum(1 for s in sources[i:] if not (out / f"{s}.onnx").exists())
         eta = (
             f"; about {left * sum(fold_times) / len(fold_times) / 60:.0f} min for the {left} left"
-            if left
+            if left and fold_times
             else ""
         )
-        say(f"{tag}: {bundle} in {fold_times[-1] / 60:.1f} min{eta}")
+        say(f"{tag}: {bundle} in {took / 60:.1f} min{eta}")
     return status
