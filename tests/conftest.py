@@ -36,4 +36,3 @@ def backend(bundle_path: Path):
 @pytest.fixture(scope="session")
 def meta(backend):
     return backend.metadata
-

@@ -119,7 +119,9 @@ def write_card(
     t = meta.training
     import yaml
 
-    run_cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else {}
+    run_cfg = (
+        yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else {}
+    )
     crop_s = (run_cfg.get("data") or {}).get("crop_s", "?")
     home = str(Path.home())
     ds = meta.extra.get("discrepancy_scaling", {})
