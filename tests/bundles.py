@@ -132,3 +132,27 @@ def speechlike(seconds: float, rate: int = SAMPLE_RATE, level: float = 0.05, see
     t = np.arange(n) / rate
     envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4.0 * t)
     return (rng.standard_normal(n) * envelope * level).astype(np.float32)
+
+
+def build_fused_pair(folder: Path) -> Path:
+    """A time x frequency 'oneclass' bundle, a time-track 'supervised' one and ``pair.fusion.json`` over both
+    (fixed weights, so a fused score is checkable by hand); returns the fusion file."""
+    from stream_guard.backends.fused import FusionMember, FusionSpec, sha256_file
+
+    oc = build_bundle(folder / "oneclass.onnx")
+    sup = build_bundle(
+        folder / "supervised.onnx", kind="time",
+        metadata=bundle_metadata(name="test-time", family="supervised", score_kind="logit", min_audio_s=0.25),
+    )  # fmt: skip
+    spec = FusionSpec(
+        name="test-fusion",
+        members=(
+            FusionMember("oneclass", oc.name, sha256_file(oc)),
+            FusionMember("supervised", sup.name, sha256_file(sup)),
+        ),
+        weights=(0.7, -0.3),
+        bias=1.25,
+        threshold=0.4,
+        fitted_on="test fixture",
+    )
+    return spec.write(folder / "pair.fusion.json")

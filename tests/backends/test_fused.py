@@ -10,35 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bundles import build_bundle, bundle_metadata
+from bundles import build_bundle, build_fused_pair, bundle_metadata
 
 from stream_guard.backends import FusedBackend, OnnxRuntimeBackend, load_backend
-from stream_guard.backends.fused import FusionMember, FusionSpec, read_fusion, sha256_file
+from stream_guard.backends.fused import read_fusion
 from stream_guard.bundle import BundleError
 
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with a time x frequency 'oneclass' bundle, a time-track 'supervised' one and a fusion file."""
-    d = tmp_path_factory.mktemp("fused")
-    oc = build_bundle(d / "oneclass.onnx")
-    sup = build_bundle(
-        d / "supervised.onnx", kind="time",
-        metadata=bundle_metadata(name="test-time", family="supervised", score_kind="logit", min_audio_s=0.25),
-    )  # fmt: skip
-    spec = FusionSpec(
-        name="test-fusion",
-        members=(
-            FusionMember("oneclass", oc.name, sha256_file(oc)),
-            FusionMember("supervised", sup.name, sha256_file(sup)),
-        ),
-        weights=(0.7, -0.3),
-        bias=1.25,
-        threshold=0.4,
-        fitted_on="test fixture",
-    )
-    spec.write(d / "pair.fusion.json")
-    return d / "pair.fusion.json"
+    return build_fused_pair(tmp_path_factory.mktemp("fused"))
 
 
 def _audio(rng: np.random.Generator, batch: int, seconds: float) -> np.ndarray:

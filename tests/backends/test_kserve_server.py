@@ -26,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bundles import build_bundle, bundle_metadata, speechlike
+from bundles import build_fused_pair, speechlike
 
 from stream_guard import AudioFormat, Engine, EngineConfig, StreamConfig
 from stream_guard.backends import BackendError, FusedBackend, load_backend
-from stream_guard.backends.fused import FusionMember, FusionSpec, sha256_file
 from stream_guard.bundle import read_metadata
 from stream_guard.core.formats import encode
 from stream_guard.events import ErrorEvent, ScoreEvent, SummaryEvent
@@ -337,22 +336,7 @@ def test_server_killed_mid_stream_fails_windows_cleanly_and_recovers(
 
 def test_a_fused_pair_is_served_as_one_model(tmp_path: Path) -> None:
     """The default model is a fusion file (two bundles + logistic regression): pytriton serves it whole."""
-    oc = build_bundle(tmp_path / "oneclass.onnx")
-    sup = build_bundle(
-        tmp_path / "supervised.onnx", kind="time",
-        metadata=bundle_metadata(name="test-time", family="supervised", score_kind="logit", min_audio_s=0.25),
-    )  # fmt: skip
-    fusion = FusionSpec(
-        name="test-fusion",
-        members=(
-            FusionMember("oneclass", oc.name, sha256_file(oc)),
-            FusionMember("supervised", sup.name, sha256_file(sup)),
-        ),
-        weights=(0.7, -0.3),
-        bias=1.25,
-        threshold=0.4,
-        fitted_on="test fixture",
-    ).write(tmp_path / "pair.fusion.json")
+    fusion = build_fused_pair(tmp_path)
     local = FusedBackend(fusion, provider="cpu", threads=1)
     srv = ServerProcess(fusion, tmp_path / "server.log", name="fused")
     try:
