@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from stream_guard.backends.base import BackendError, InferenceBackend, check_outputs
-from stream_guard.backends.fused import FusedBackend, is_fusion_path
+from stream_guard.backends.fused import FusedBackend
 from stream_guard.backends.kserve import is_remote_model
 from stream_guard.backends.onnxruntime import OnnxRuntimeBackend
-from stream_guard.bundle import resolve_model_path
+from stream_guard.bundle import is_fusion_file, resolve_model_path
 
 
 def load_backend(
@@ -32,7 +32,7 @@ def load_backend(
 
         return KServeV2Backend(str(model))
     path = resolve_model_path(model)  # None and the short names resolve to the embedded models
-    if is_fusion_path(path):  # a fused detector pair (NAME.fusion.json next to its two bundles)
+    if is_fusion_file(path):  # a fused detector pair (NAME.fusion.json next to its two bundles)
         return FusedBackend(path, provider=provider, threads=threads)
     return OnnxRuntimeBackend(path, provider=provider, threads=threads)
 

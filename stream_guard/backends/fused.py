@@ -40,7 +40,6 @@ from stream_guard.bundle import (
 
 FUSION_FORMAT = "stream-guard-fusion"
 FUSION_VERSION = 1
-FUSION_SUFFIX = ".json"
 
 
 def sha256_file(path: str | Path) -> str:
@@ -137,16 +136,6 @@ def read_fusion(path: str | Path) -> FusionSpec:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{path}: fusion file is not readable JSON ({exc})") from None
     return FusionSpec.from_dict(raw, str(path))
-
-
-def is_fusion_path(model: object) -> bool:
-    """Whether a ``--model`` value names a fusion file rather than a bundle.
-
-    ``None`` (the default model) and the short names ``default`` / ``fused`` are the embedded fused pair.
-    """
-    if model is None or (isinstance(model, str) and model in ("default", "fused")):
-        return True
-    return isinstance(model, (str, Path)) and str(model).lower().endswith(FUSION_SUFFIX)
 
 
 class FusedBackend:

@@ -584,11 +584,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _is_fusion(model: str | None) -> bool:
-    from stream_guard.backends.fused import is_fusion_path
-    from stream_guard.bundle import BundleError, resolve_model_path
+    from stream_guard.bundle import BundleError, is_fusion_file, resolve_model_path
 
     try:
-        return is_fusion_path(resolve_model_path(model))
+        return is_fusion_file(resolve_model_path(model))
     except BundleError as exc:
         raise UserError(str(exc)) from None
 

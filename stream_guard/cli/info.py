@@ -150,14 +150,13 @@ def describe(model: str | None) -> dict[str, Any]:
     """
     import onnxruntime as ort
 
-    from stream_guard.backends.fused import is_fusion_path
-    from stream_guard.bundle import BundleError, metadata_from_session, resolve_model_path
+    from stream_guard.bundle import BundleError, is_fusion_file, metadata_from_session, resolve_model_path
 
     try:
         path = resolve_model_path(model)
     except BundleError as exc:
         raise UserError(str(exc)) from None
-    if is_fusion_path(path):
+    if is_fusion_file(path):
         return describe_fusion(model if model is None else str(path))
     try:
         opts = ort.SessionOptions()
