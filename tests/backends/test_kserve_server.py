@@ -70,6 +70,18 @@ pytestmark = [
 ]
 
 
+def score_when_back(remote, x: np.ndarray, within_s: float = 30.0) -> np.ndarray:
+    """Scores from a backend whose server is coming back: retried until it answers or ``within_s`` passes."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return remote.infer(x)[0]
+        except BackendError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def free_ports(n: int) -> list[int]:
     socks = [socket.socket() for _ in range(n)]
     try:
@@ -258,16 +270,7 @@ def test_a_hung_server_times_out_then_calls_fail_fast_until_it_is_back(
             b.infer(x)
     finally:
         os.kill(pid, signal.SIGCONT)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            score, _ = b.infer(x)
-            break
-        except BackendError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-    np.testing.assert_allclose(score, backend.infer(x)[0], atol=ATOL, rtol=0)
+    np.testing.assert_allclose(score_when_back(b, x), backend.infer(x)[0], atol=ATOL, rtol=0)
     b.close()
 
 
@@ -317,16 +320,7 @@ def test_server_killed_mid_stream_fails_windows_cleanly_and_recovers(
         try:
             srv2.wait_ready()
             x = speechlike(2.0, level=0.1, seed=9)[None, :]
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    score, _ = remote.infer(x)
-                    break
-                except BackendError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
-            np.testing.assert_allclose(score, backend.infer(x)[0], atol=ATOL, rtol=0)
+            np.testing.assert_allclose(score_when_back(remote, x), backend.infer(x)[0], atol=ATOL, rtol=0)
         finally:
             srv2.stop()
         remote.close()
